@@ -1,0 +1,213 @@
+// Package outbox is the relay's access to the outbox tables in Postgres:
+// claiming due events under a lease, recording attempts and their outcomes,
+// extending and releasing leases, and rescuing rows whose relay died.
+//
+// Every state change is one statement from the sql package and is a
+// compare-and-set: it applies only while the row is still in the state and
+// lease the caller holds. This package never talks HTTP and never decides
+// retry policy; the relay package does.
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	relaysql "github.com/paragon-outbox/outbox-relay/sql"
+)
+
+// Status values of outbox.status.
+const (
+	StatusPending   = "pending"
+	StatusInFlight  = "in_flight"
+	StatusDelivered = "delivered"
+	StatusDead      = "dead"
+)
+
+// Event is one claimed outbox row.
+type Event struct {
+	ID        int64     // outbox.id
+	EventID   string    // outbox.event_id (uuid text), also the payload's eventId
+	Name      string    // App Event name, e.g. "Lead Created"
+	UserID    string    // Connected User (token sub)
+	Payload   []byte    // the jsonb payload as JSON text, byte for byte
+	Attempt   int32     // the attempt this claim counts (1-based)
+	CreatedAt time.Time // when the event was written
+}
+
+// Outcome is what a finished attempt did to its row.
+type Outcome string
+
+// Outcomes understood by Record.
+const (
+	OutcomeDelivered Outcome = "delivered" // row -> delivered
+	OutcomeRetry     Outcome = "retry"     // row -> pending, due after RetryDelay
+	OutcomeDead      Outcome = "dead"      // row -> dead (terminal)
+)
+
+// Result is one finished attempt to record.
+type Result struct {
+	ID         int64
+	Attempt    int32
+	Outcome    Outcome
+	HTTPStatus int           // 0 when no response arrived (stored as NULL)
+	Error      string        // "" on success (stored as NULL)
+	Started    time.Time     // attempt start
+	Finished   time.Time     // attempt end
+	RetryDelay time.Duration // for OutcomeRetry: next attempt at database now() + RetryDelay
+}
+
+// Store runs the outbox statements on a pool.
+type Store struct {
+	pool *pgxpool.Pool
+	// Timeout bounds each statement; default 30s.
+	Timeout time.Duration
+}
+
+// New returns a Store on pool.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool, Timeout: 30 * time.Second} }
+
+// Pool returns the underlying pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.Timeout)
+}
+
+var (
+	qClaim        = relaysql.Query("claim")
+	qRecord       = relaysql.Query("record_results")
+	qRelease      = relaysql.Query("release")
+	qExtendLeases = relaysql.Query("extend_leases")
+	qRescue       = relaysql.Query("rescue_expired")
+)
+
+// Claim takes up to limit due pending events for relayID, marking them
+// in_flight with a lease of the given length and counting the attempt.
+// It returns at most limit events, oldest due first.
+func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time.Duration) ([]Event, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, qClaim, relayID, limit, lease.Milliseconds())
+	if err != nil {
+		return nil, fmt.Errorf("claim outbox rows: %w", err)
+	}
+	evs := make([]Event, 0, limit)
+	var payload string
+	for rows.Next() {
+		var e Event
+		if err := rows.Scan(&e.ID, &e.EventID, &e.Name, &e.UserID, &payload, &e.Attempt, &e.CreatedAt); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("claim outbox rows: scan: %w", err)
+		}
+		e.Payload = []byte(payload)
+		evs = append(evs, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claim outbox rows: %w", err)
+	}
+	return evs, nil
+}
+
+// Record writes a batch of attempt results in one statement and returns the
+// ids whose row moved. A result whose row no longer matches (lease lost and
+// row claimed again, or re-driven) is still logged as an attempt but does not
+// move the row; its id is missing from moved.
+func (s *Store) Record(ctx context.Context, relayID string, results []Result) (moved []int64, err error) {
+	if len(results) == 0 {
+		return nil, nil
+	}
+	n := len(results)
+	ids := make([]int64, n)
+	attempts := make([]int32, n)
+	outcomes := make([]string, n)
+	statuses := make([]*int32, n)
+	errs := make([]*string, n)
+	started := make([]time.Time, n)
+	finished := make([]time.Time, n)
+	delays := make([]int64, n)
+	for i, r := range results {
+		ids[i], attempts[i], outcomes[i] = r.ID, r.Attempt, string(r.Outcome)
+		if r.HTTPStatus != 0 {
+			st := int32(r.HTTPStatus)
+			statuses[i] = &st
+		}
+		if r.Error != "" {
+			e := r.Error
+			errs[i] = &e
+		}
+		started[i], finished[i], delays[i] = r.Started, r.Finished, r.RetryDelay.Milliseconds()
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, qRecord, relayID, ids, attempts, outcomes, statuses, errs, started, finished, delays)
+	if err != nil {
+		return nil, fmt.Errorf("record attempts: %w", err)
+	}
+	moved, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("record attempts: %w", err)
+	}
+	return moved, nil
+}
+
+// Held identifies a claimed row: its id and the attempt it was claimed at.
+type Held struct {
+	ID      int64
+	Attempt int32
+}
+
+// Release returns claimed-but-unsent rows to pending without spending their
+// attempt (used at shutdown). Returns how many rows it released.
+func (s *Store) Release(ctx context.Context, relayID string, held []Held) (int64, error) {
+	if len(held) == 0 {
+		return 0, nil
+	}
+	ids := make([]int64, len(held))
+	att := make([]int32, len(held))
+	for i, h := range held {
+		ids[i], att[i] = h.ID, h.Attempt
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	tag, err := s.pool.Exec(ctx, qRelease, relayID, ids, att)
+	if err != nil {
+		return 0, fmt.Errorf("release claimed rows: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// ExtendLeases sets the lease of the given rows, still held by relayID, to
+// expire lease from now (database clock). Returns how many it extended.
+func (s *Store) ExtendLeases(ctx context.Context, relayID string, ids []int64, lease time.Duration) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	tag, err := s.pool.Exec(ctx, qExtendLeases, relayID, ids, lease.Milliseconds())
+	if err != nil {
+		return 0, fmt.Errorf("extend leases: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// RescueExpired makes up to limit rows whose lease expired claimable again
+// (or dead once they used maxAttempts), logging each interrupted attempt.
+// Returns the rescued ids.
+func (s *Store) RescueExpired(ctx context.Context, limit int, maxAttempts int) ([]int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, qRescue, limit, maxAttempts)
+	if err != nil {
+		return nil, fmt.Errorf("rescue expired leases: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("rescue expired leases: %w", err)
+	}
+	return ids, nil
+}

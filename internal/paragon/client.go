@@ -1,0 +1,307 @@
+package paragon
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultBaseURL is Paragon's cloud API (CONTRACT.md; Paragon's docs).
+const DefaultBaseURL = "https://api.useparagon.com"
+
+// Outcome says what the relay must do with an event after one attempt.
+type Outcome int
+
+const (
+	// Delivered: Paragon answered 2xx (it answers 201 on success).
+	Delivered Outcome = iota + 1
+	// Retry: the event may succeed later (429, 5xx, 408, timeouts, network
+	// errors, and responses that mean our configuration is wrong right now
+	// such as 401/403/404: a rotated signing key or wrong project id must not
+	// kill events). Spends an attempt.
+	Retry
+	// Rejected: Paragon refused this event for its content (other 4xx, or a
+	// payload over the size limit). Retrying cannot help: the event goes dead.
+	Rejected
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Delivered:
+		return "delivered"
+	case Retry:
+		return "retry"
+	case Rejected:
+		return "rejected"
+	}
+	return "unknown"
+}
+
+// Result is the outcome of one send.
+type Result struct {
+	Outcome Outcome
+	// Status is the HTTP status, or 0 when no response arrived.
+	Status int
+	// RetryAfter is the server's Retry-After (either form), 0 when absent.
+	RetryAfter time.Duration
+	// Err describes the failure (nil when delivered). It never contains the
+	// token or the payload; it may contain up to 200 bytes of Paragon's answer.
+	Err error
+	// Systemic is true for failures that hit every event alike (auth, wrong
+	// project, network, 5xx, 429) rather than this event's content; a circuit
+	// breaker counts these.
+	Systemic bool
+	// Started and Finished bracket the attempt (relay clock, for the
+	// attempt record's duration).
+	Started, Finished time.Time
+}
+
+// ClientConfig configures NewClient. Zero values take the defaults.
+type ClientConfig struct {
+	BaseURL   string        // default DefaultBaseURL; http(s) URL without a trailing path
+	ProjectID string        // required
+	Tokens    *Tokens       // required
+	Timeout   time.Duration // per request, whole exchange; default 10s
+	// MaxConns bounds connections to Paragon (and idle keep-alive ones);
+	// default 64. Set it to the relay's send concurrency.
+	MaxConns int
+	// MaxPayloadBytes: larger payloads are Rejected without a request;
+	// default 1 MiB. Paragon documents no limit (CONTRACT.md).
+	MaxPayloadBytes int
+	// MaxRetryAfter clamps a server's Retry-After; default 1h.
+	MaxRetryAfter time.Duration
+	// Transport overrides the HTTP transport (tests); default a tuned
+	// keep-alive transport that verifies TLS and tries HTTP/2.
+	Transport http.RoundTripper
+	Now       func() time.Time
+}
+
+// Client sends App Events to Paragon. Safe for concurrent use.
+type Client struct {
+	endpoint      string
+	tokens        *Tokens
+	http          *http.Client
+	timeout       time.Duration
+	maxPayload    int
+	maxRetryAfter time.Duration
+	now           func() time.Time
+}
+
+// NewClient validates c and returns a client. Errors name the bad setting.
+func NewClient(c ClientConfig) (*Client, error) {
+	if c.BaseURL == "" {
+		c.BaseURL = DefaultBaseURL
+	}
+	u, err := url.Parse(c.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("paragon: base URL %q is not an http(s) URL", c.BaseURL)
+	}
+	if c.ProjectID == "" || strings.ContainsAny(c.ProjectID, "/?# ") {
+		return nil, fmt.Errorf("paragon: project id %q is empty or not a path segment", c.ProjectID)
+	}
+	if c.Tokens == nil {
+		return nil, errors.New("paragon: client needs Tokens")
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 64
+	}
+	if c.MaxPayloadBytes == 0 {
+		c.MaxPayloadBytes = 1 << 20
+	}
+	if c.MaxRetryAfter == 0 {
+		c.MaxRetryAfter = time.Hour
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	rt := c.Transport
+	if rt == nil {
+		rt = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          c.MaxConns,
+			MaxIdleConnsPerHost:   c.MaxConns,
+			MaxConnsPerHost:       c.MaxConns,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   5 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+		}
+	}
+	base := strings.TrimRight(c.BaseURL, "/")
+	return &Client{
+		endpoint:      base + "/projects/" + url.PathEscape(c.ProjectID) + "/sdk/events/trigger",
+		tokens:        c.Tokens,
+		http:          &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		timeout:       c.Timeout,
+		maxPayload:    c.MaxPayloadBytes,
+		maxRetryAfter: c.MaxRetryAfter,
+		now:           c.Now,
+	}, nil
+}
+
+// Endpoint returns the App Event URL this client posts to.
+func (c *Client) Endpoint() string { return c.endpoint }
+
+// Event is one App Event to send.
+type Event struct {
+	Name    string // the App Event name defined in Paragon's dashboard, e.g. "Lead Created"
+	UserID  string // the Connected User: the token's sub
+	Payload []byte // a JSON object, sent byte for byte (never decoded, so big integers keep every digit)
+}
+
+// AppendBody appends the request body {"name":…,"payload":…} to dst.
+func AppendBody(dst []byte, name string, payload []byte) []byte {
+	n, _ := json.Marshal(name) // a string always marshals
+	dst = append(dst, `{"name":`...)
+	dst = append(dst, n...)
+	dst = append(dst, `,"payload":`...)
+	dst = append(dst, payload...)
+	return append(dst, '}')
+}
+
+// Send posts one App Event and classifies the answer. It never returns an
+// error by itself: every failure is in Result (Outcome Retry or Rejected).
+func (c *Client) Send(ctx context.Context, ev Event) Result {
+	r := Result{Started: c.now()}
+	finish := func() Result { r.Finished = c.now(); return r }
+	if len(ev.Payload) > c.maxPayload {
+		r.Outcome, r.Err = Rejected, fmt.Errorf("payload is %d bytes, over the %d-byte limit", len(ev.Payload), c.maxPayload)
+		return finish()
+	}
+	if !json.Valid(ev.Payload) || len(bytes.TrimSpace(ev.Payload)) == 0 || bytes.TrimSpace(ev.Payload)[0] != '{' {
+		r.Outcome, r.Err = Rejected, errors.New("payload is not a JSON object")
+		return finish()
+	}
+	tok, err := c.tokens.Token(ev.UserID)
+	if err != nil {
+		r.Outcome, r.Err, r.Systemic = Rejected, err, false
+		return finish()
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	body := AppendBody(make([]byte, 0, len(ev.Payload)+len(ev.Name)+32), ev.Name, ev.Payload)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
+	if err != nil {
+		r.Outcome, r.Err, r.Systemic = Retry, fmt.Errorf("build request: %w", err), true
+		return finish()
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		r.Outcome, r.Systemic = Retry, true
+		r.Err = describeTransportError(ctx, err, c.timeout)
+		return finish()
+	}
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // drain so the connection is reused
+	resp.Body.Close()
+	r.Status = resp.StatusCode
+	r.Outcome, r.Systemic = Classify(resp.StatusCode)
+	if r.Outcome != Delivered {
+		r.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), c.now(), c.maxRetryAfter)
+		r.Err = fmt.Errorf("paragon answered %d %s: %s", resp.StatusCode, http.StatusText(resp.StatusCode), sanitize(snippet))
+	}
+	return finish()
+}
+
+// Classify maps an HTTP status from Paragon to an outcome; systemic is true
+// when the status says something about the relay's setup or Paragon's health
+// rather than this event.
+//
+//   - 2xx: Delivered (Paragon answers 201).
+//   - 408, 425, 429, 5xx: Retry, systemic (Paragon is slow, down or limiting).
+//   - 401, 403: Retry, systemic: the token was refused (rotated or wrong
+//     signing key, clock skew); it affects every event, so it is a
+//     configuration problem, not the event's (CONTRACT.md).
+//   - 404: Retry, systemic: the endpoint or project id is wrong.
+//   - other 4xx (400, 409, 413, 422, …): Rejected: Paragon refused this
+//     event's content; retrying cannot help.
+//   - 1xx/3xx: Retry, systemic (unexpected: a proxy or redirect in the way).
+func Classify(status int) (o Outcome, systemic bool) {
+	switch {
+	case status >= 200 && status < 300:
+		return Delivered, false
+	case status == 408, status == 425, status == 429, status >= 500:
+		return Retry, true
+	case status == 401, status == 403, status == 404:
+		return Retry, true
+	case status >= 400 && status < 500:
+		return Rejected, false
+	default:
+		return Retry, true
+	}
+}
+
+// ParseRetryAfter reads a Retry-After header in either form (RFC 9110
+// §10.2.3): delay-seconds or an HTTP-date. It returns 0 for an absent or
+// unparsable value or a date in the past, and never more than max.
+func ParseRetryAfter(v string, now time.Time, max time.Duration) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		if secs > int64(max/time.Second) {
+			return max
+		}
+		d = time.Duration(secs) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+		if d <= 0 {
+			return 0
+		}
+	} else {
+		return 0
+	}
+	if d > max {
+		return max
+	}
+	return d
+}
+
+func describeTransportError(ctx context.Context, err error, timeout time.Duration) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // drop the URL: it is ours and adds nothing
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("no answer from Paragon within %s: %w", timeout, err)
+	}
+	return fmt.Errorf("request to Paragon failed: %w", err)
+}
+
+// sanitize keeps a short, printable excerpt of a response body for last_error.
+func sanitize(b []byte) string {
+	s := strings.ToValidUTF8(string(b), "?")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "(empty body)"
+	}
+	return s
+}

@@ -1,0 +1,60 @@
+// Package pgutil has small helpers for creating scratch databases on the
+// server a connection string points at (benchmarks, demos and tests). The
+// relay never uses it.
+package pgutil
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// WithDatabase returns connString with its database name replaced by name.
+// It accepts URL (postgres://…) and key=value forms.
+func WithDatabase(connString, name string) (string, error) {
+	if _, err := pgx.ParseConfig(connString); err != nil {
+		return "", fmt.Errorf("connection string does not parse: %w", err)
+	}
+	if strings.HasPrefix(connString, "postgres://") || strings.HasPrefix(connString, "postgresql://") {
+		u, err := url.Parse(connString)
+		if err != nil {
+			return "", err
+		}
+		u.Path = "/" + name
+		return u.String(), nil
+	}
+	return connString + " dbname=" + name, nil
+}
+
+// Recreate drops database name (terminating its sessions) and creates it
+// empty, connecting through connString. It returns the new database's
+// connection string.
+func Recreate(ctx context.Context, connString, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, connString)
+	if err != nil {
+		return "", fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	id := pgx.Identifier{name}.Sanitize()
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+id+" WITH (FORCE)"); err != nil {
+		return "", fmt.Errorf("drop database %s: %w", name, err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+id); err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
+	}
+	return WithDatabase(connString, name)
+}
+
+// Drop removes database name if it exists.
+func Drop(ctx context.Context, connString, name string) error {
+	conn, err := pgx.Connect(ctx, connString)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	return err
+}

@@ -1,0 +1,560 @@
+// Package relay is the outbox relay's delivery loop: it claims due outbox
+// rows under a lease, sends each as a Paragon App Event with bounded
+// concurrency, and records every attempt and its outcome, in a pipeline where
+// claiming, sending and recording overlap.
+//
+// It owns retry policy (capped exponential backoff with jitter, Retry-After,
+// max attempts), lease upkeep (extension while held, rescue of expired
+// leases) and graceful shutdown. SQL lives in package outbox; HTTP in package
+// paragon.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/paragon-outbox/outbox-relay/internal/outbox"
+	"github.com/paragon-outbox/outbox-relay/internal/paragon"
+)
+
+// Sender sends one App Event; *paragon.Client implements it.
+type Sender interface {
+	Send(ctx context.Context, ev paragon.Event) paragon.Result
+}
+
+// Config tunes a Relay. See package config for the documented defaults; the
+// zero value of a field here means "use the default".
+type Config struct {
+	RelayID       string        // lease owner name; required
+	Concurrency   int           // sends at once; default 64
+	BatchSize     int           // most rows per claim and per record statement; default 500
+	PollInterval  time.Duration // wait when nothing is due; default 250ms
+	Lease         time.Duration // claim lease; default 2m
+	ShutdownGrace time.Duration // time for in-flight sends at shutdown; default 20s
+	MaxAttempts   int           // default 25
+	BackoffBase   time.Duration // default 1s
+	BackoffMax    time.Duration // default 10m
+	RateLimit     float64       // requests/s to Paragon; 0 = unlimited
+	// RescueInterval is how often this relay looks for expired leases of any
+	// relay; default Lease/4 (at least 1s).
+	RescueInterval time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Concurrency <= 0 {
+		c.Concurrency = 64
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 500
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 250 * time.Millisecond
+	}
+	if c.Lease <= 0 {
+		c.Lease = 2 * time.Minute
+	}
+	if c.ShutdownGrace < 0 {
+		c.ShutdownGrace = 0
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 25
+	}
+	if c.BackoffBase <= 0 {
+		c.BackoffBase = time.Second
+	}
+	if c.BackoffMax <= 0 {
+		c.BackoffMax = 10 * time.Minute
+	}
+	if c.RescueInterval <= 0 {
+		c.RescueInterval = max(c.Lease/4, time.Second)
+	}
+}
+
+// Stats are cumulative counters of one Relay.
+type Stats struct {
+	Claimed    int64 // rows claimed
+	Delivered  int64 // attempts Paragon accepted
+	Retried    int64 // attempts scheduled for retry
+	Dead       int64 // events given up (rejected or out of attempts)
+	Released   int64 // claimed rows given back unsent at shutdown
+	Rescued    int64 // expired leases (of any relay) this relay made claimable
+	LostLeases int64 // results recorded after the row had moved on (possible duplicate)
+	Unrecorded int64 // results that could not be written before exit (rows left to lease rescue)
+}
+
+// Relay delivers outbox rows to Paragon. Create it with New, run it with Run.
+type Relay struct {
+	cfg     Config
+	store   *outbox.Store
+	sender  Sender
+	log     *slog.Logger
+	limiter *rate.Limiter
+
+	mu          sync.Mutex
+	held        map[int64]int32 // claimed rows not yet recorded: id -> attempt
+	outstanding int
+	freed       chan struct{} // signalled when outstanding drops
+
+	stats struct {
+		claimed, delivered, retried, dead, released, rescued, lost, unrecorded atomic.Int64
+	}
+}
+
+// New returns a relay. log may be nil (discard).
+func New(store *outbox.Store, sender Sender, cfg Config, log *slog.Logger) (*Relay, error) {
+	if cfg.RelayID == "" {
+		return nil, errors.New("relay: RelayID is required")
+	}
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Relay{
+		cfg:    cfg,
+		store:  store,
+		sender: sender,
+		log:    log.With(slog.String("component", "relay"), slog.String("relay_id", cfg.RelayID)),
+		held:   make(map[int64]int32),
+		freed:  make(chan struct{}, 1),
+	}
+	if cfg.RateLimit > 0 {
+		burst := max(1, int(cfg.RateLimit/10))
+		r.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), burst)
+	}
+	return r, nil
+}
+
+// Stats returns a snapshot of the counters.
+func (r *Relay) Stats() Stats {
+	return Stats{
+		Claimed: r.stats.claimed.Load(), Delivered: r.stats.delivered.Load(), Retried: r.stats.retried.Load(),
+		Dead: r.stats.dead.Load(), Released: r.stats.released.Load(), Rescued: r.stats.rescued.Load(),
+		LostLeases: r.stats.lost.Load(), Unrecorded: r.stats.unrecorded.Load(),
+	}
+}
+
+// maxOutstanding bounds rows claimed but not yet recorded: enough to keep
+// every sender busy while the next batch is claimed and the last recorded.
+func (r *Relay) maxOutstanding() int { return r.cfg.Concurrency + 2*r.cfg.BatchSize }
+
+// Run delivers until ctx is cancelled, then shuts down gracefully: it stops
+// claiming, releases claimed rows not yet sent (without spending their
+// attempt), lets sends in flight finish for up to ShutdownGrace, records
+// their results, and returns nil. Database outages are logged and retried
+// with backoff; they do not end Run.
+func (r *Relay) Run(ctx context.Context) error {
+	work := make(chan outbox.Event, r.maxOutstanding())
+	results := make(chan outbox.Result, r.maxOutstanding())
+	stopSending := make(chan struct{})
+	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSends()
+	// bg is for database work that must finish even while shutting down.
+	bg, cancelBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBG()
+
+	r.log.Info("relay started", slog.Int("concurrency", r.cfg.Concurrency), slog.Int("batch_size", r.cfg.BatchSize),
+		slog.Duration("lease", r.cfg.Lease), slog.Int("max_attempts", r.cfg.MaxAttempts))
+
+	var senders sync.WaitGroup
+	var unsentMu sync.Mutex
+	var unsent []outbox.Held
+	for range r.cfg.Concurrency {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			r.sendLoop(sendCtx, stopSending, work, results, func(h outbox.Held) {
+				unsentMu.Lock()
+				unsent = append(unsent, h)
+				unsentMu.Unlock()
+			})
+		}()
+	}
+
+	recorderDone := make(chan struct{})
+	go func() {
+		defer close(recorderDone)
+		r.recordLoop(bg, results)
+	}()
+
+	upkeepCtx, stopUpkeep := context.WithCancel(bg)
+	var upkeep sync.WaitGroup
+	upkeep.Add(2)
+	go func() { defer upkeep.Done(); r.leaseLoop(upkeepCtx) }()
+	go func() { defer upkeep.Done(); r.rescueLoop(upkeepCtx) }()
+
+	r.claimLoop(ctx, bg, work)
+
+	// Shutdown: stop handing out work, give back what was never sent.
+	close(stopSending)
+	r.log.Info("relay stopping: no new claims; releasing unsent rows", slog.Duration("grace", r.cfg.ShutdownGrace))
+	var toRelease []outbox.Held
+drain:
+	for {
+		select {
+		case ev := <-work:
+			toRelease = append(toRelease, outbox.Held{ID: ev.ID, Attempt: ev.Attempt})
+		default:
+			break drain
+		}
+	}
+	r.release(bg, toRelease)
+
+	// Let sends in flight finish within the grace period.
+	sendersDone := make(chan struct{})
+	go func() { senders.Wait(); close(sendersDone) }()
+	grace := time.NewTimer(r.cfg.ShutdownGrace)
+	select {
+	case <-sendersDone:
+		grace.Stop()
+	case <-grace.C:
+		r.log.Warn("shutdown grace expired: abandoning sends in flight (their rows will be re-sent after lease expiry)")
+		cancelSends()
+		<-sendersDone
+	}
+	// Senders that stopped before sending (rate-limit wait) hand back rows.
+	for {
+		select {
+		case ev := <-work:
+			unsent = append(unsent, outbox.Held{ID: ev.ID, Attempt: ev.Attempt})
+			continue
+		default:
+		}
+		break
+	}
+	r.release(bg, unsent)
+
+	close(results)
+	<-recorderDone
+	stopUpkeep()
+	upkeep.Wait()
+	s := r.Stats()
+	r.log.Info("relay stopped", slog.Int64("delivered", s.Delivered), slog.Int64("retried", s.Retried),
+		slog.Int64("dead", s.Dead), slog.Int64("released", s.Released), slog.Int64("unrecorded", s.Unrecorded))
+	return nil
+}
+
+// release gives rows back and forgets them; failures leave them to lease rescue.
+func (r *Relay) release(ctx context.Context, held []outbox.Held) {
+	if len(held) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	n, err := r.store.Release(ctx, r.cfg.RelayID, held)
+	if err != nil {
+		r.log.Error("release unsent rows failed; they will be claimable when their lease expires", slog.Int("rows", len(held)), slog.Any("error", err))
+	} else {
+		r.stats.released.Add(n)
+	}
+	ids := make([]int64, len(held))
+	for i, h := range held {
+		ids[i] = h.ID
+	}
+	r.forget(ids)
+}
+
+func (r *Relay) forget(ids []int64) {
+	r.mu.Lock()
+	for _, id := range ids {
+		if _, ok := r.held[id]; ok {
+			delete(r.held, id)
+			r.outstanding--
+		}
+	}
+	r.mu.Unlock()
+	select {
+	case r.freed <- struct{}{}:
+	default:
+	}
+}
+
+// claimLoop claims while ctx is live and there is room in the pipeline.
+func (r *Relay) claimLoop(ctx, bg context.Context, work chan<- outbox.Event) {
+	var consecutiveErrors int
+	poll := time.NewTimer(0)
+	defer poll.Stop()
+	<-poll.C
+	for ctx.Err() == nil {
+		r.mu.Lock()
+		room := r.maxOutstanding() - r.outstanding
+		r.mu.Unlock()
+		want := min(room, r.cfg.BatchSize)
+		if want < max(1, r.cfg.BatchSize/4) && room < r.maxOutstanding() {
+			// Pipeline is full: wait until results are recorded.
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.freed:
+			}
+			continue
+		}
+		// The claim runs on bg so that a shutdown never cancels a claim the
+		// database already committed (its rows would then wait out the lease).
+		evs, err := r.store.Claim(bg, r.cfg.RelayID, want, r.cfg.Lease)
+		if err != nil {
+			consecutiveErrors++
+			d := Backoff(int32(consecutiveErrors), 100*time.Millisecond, 10*time.Second, rand.Float64())
+			r.logErr("claim failed; backing off", err, consecutiveErrors, slog.Duration("backoff", d))
+			if !sleep(ctx, d) {
+				return
+			}
+			continue
+		}
+		consecutiveErrors = 0
+		if len(evs) > 0 {
+			r.stats.claimed.Add(int64(len(evs)))
+			r.mu.Lock()
+			for _, e := range evs {
+				r.held[e.ID] = e.Attempt
+			}
+			r.outstanding += len(evs)
+			r.mu.Unlock()
+			for _, e := range evs {
+				work <- e // never blocks: capacity is maxOutstanding
+			}
+		}
+		if len(evs) < want {
+			poll.Reset(r.cfg.PollInterval)
+			select {
+			case <-ctx.Done():
+				return
+			case <-poll.C:
+			}
+		}
+	}
+}
+
+func (r *Relay) sendLoop(ctx context.Context, stop <-chan struct{}, work <-chan outbox.Event, results chan<- outbox.Result, giveBack func(outbox.Held)) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		var ev outbox.Event
+		select {
+		case <-stop:
+			return
+		case ev = <-work:
+		}
+		if r.limiter != nil {
+			wctx, cancel := context.WithCancel(ctx)
+			go func() {
+				select {
+				case <-stop:
+					cancel()
+				case <-wctx.Done():
+				}
+			}()
+			err := r.limiter.Wait(wctx)
+			cancel()
+			if err != nil {
+				giveBack(outbox.Held{ID: ev.ID, Attempt: ev.Attempt})
+				continue
+			}
+		}
+		res := r.sender.Send(ctx, paragon.Event{Name: ev.Name, UserID: ev.UserID, Payload: ev.Payload})
+		results <- r.decide(ev, res)
+	}
+}
+
+// decide turns a send result into the row's next state.
+func (r *Relay) decide(ev outbox.Event, res paragon.Result) outbox.Result {
+	out := outbox.Result{ID: ev.ID, Attempt: ev.Attempt, HTTPStatus: res.Status, Started: res.Started, Finished: res.Finished}
+	if res.Err != nil {
+		out.Error = res.Err.Error()
+	}
+	switch res.Outcome {
+	case paragon.Delivered:
+		out.Outcome = outbox.OutcomeDelivered
+	case paragon.Rejected:
+		out.Outcome = outbox.OutcomeDead
+		out.Error = "rejected, not retried: " + out.Error
+	default:
+		// 401/403/404 mean the relay's configuration is wrong (key, project,
+		// URL); that is never the event's fault, so it never exhausts attempts.
+		configProblem := res.Status == 401 || res.Status == 403 || res.Status == 404
+		if int(ev.Attempt) >= r.cfg.MaxAttempts && !configProblem {
+			out.Outcome = outbox.OutcomeDead
+			out.Error = fmt.Sprintf("gave up after %d attempts: %s", ev.Attempt, out.Error)
+		} else {
+			out.Outcome = outbox.OutcomeRetry
+			d := Backoff(ev.Attempt, r.cfg.BackoffBase, r.cfg.BackoffMax, rand.Float64())
+			out.RetryDelay = max(d, res.RetryAfter)
+		}
+	}
+	return out
+}
+
+// recordLoop writes results in batches: it blocks for one result, then takes
+// whatever else is already waiting (up to BatchSize) and records them in one
+// statement, so batches grow with load and latency stays low when idle.
+func (r *Relay) recordLoop(ctx context.Context, results <-chan outbox.Result) {
+	buf := make([]outbox.Result, 0, r.cfg.BatchSize)
+	for {
+		res, ok := <-results
+		if !ok {
+			return
+		}
+		buf = append(buf[:0], res)
+	more:
+		for len(buf) < r.cfg.BatchSize {
+			select {
+			case res, ok := <-results:
+				if !ok {
+					break more
+				}
+				buf = append(buf, res)
+			default:
+				break more
+			}
+		}
+		r.flush(ctx, buf)
+	}
+}
+
+// flush records buf, retrying through database outages. It gives up only
+// once every row's lease has certainly expired (they are then rescued and
+// re-sent by some relay, which is the at-least-once path).
+func (r *Relay) flush(ctx context.Context, buf []outbox.Result) {
+	deadline := time.Now().Add(r.cfg.Lease)
+	for attempt := 1; ; attempt++ {
+		moved, err := r.store.Record(ctx, r.cfg.RelayID, buf)
+		if err == nil {
+			r.count(buf, moved)
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			r.stats.unrecorded.Add(int64(len(buf)))
+			r.log.Error("could not record attempt results; their rows will be re-sent after lease expiry",
+				slog.Int("results", len(buf)), slog.Any("error", err))
+			break
+		}
+		d := Backoff(int32(attempt), 100*time.Millisecond, 5*time.Second, rand.Float64())
+		r.logErr("record results failed; retrying", err, attempt, slog.Duration("backoff", d))
+		if !sleep(ctx, d) {
+			r.stats.unrecorded.Add(int64(len(buf)))
+			break
+		}
+	}
+	ids := make([]int64, len(buf))
+	for i, b := range buf {
+		ids[i] = b.ID
+	}
+	r.forget(ids)
+}
+
+func (r *Relay) count(buf []outbox.Result, moved []int64) {
+	movedSet := make(map[int64]struct{}, len(moved))
+	for _, id := range moved {
+		movedSet[id] = struct{}{}
+	}
+	for _, b := range buf {
+		if _, ok := movedSet[b.ID]; !ok {
+			r.stats.lost.Add(1)
+			r.log.Warn("attempt result arrived after the row moved on (lease lost); the event may be delivered twice",
+				slog.Int64("outbox_id", b.ID), slog.Int("attempt", int(b.Attempt)), slog.String("outcome", string(b.Outcome)))
+			continue
+		}
+		switch b.Outcome {
+		case outbox.OutcomeDelivered:
+			r.stats.delivered.Add(1)
+		case outbox.OutcomeRetry:
+			r.stats.retried.Add(1)
+		case outbox.OutcomeDead:
+			r.stats.dead.Add(1)
+		}
+	}
+}
+
+// leaseLoop extends the lease of every held row each Lease/3.
+func (r *Relay) leaseLoop(ctx context.Context) {
+	t := time.NewTicker(r.cfg.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		ids := make([]int64, 0, len(r.held))
+		for id := range r.held {
+			ids = append(ids, id)
+		}
+		r.mu.Unlock()
+		if _, err := r.store.ExtendLeases(ctx, r.cfg.RelayID, ids, r.cfg.Lease); err != nil && ctx.Err() == nil {
+			r.log.Warn("extend leases failed", slog.Int("rows", len(ids)), slog.Any("error", err))
+		}
+	}
+}
+
+// rescueLoop makes rows of dead relays claimable again.
+func (r *Relay) rescueLoop(ctx context.Context) {
+	t := time.NewTicker(r.cfg.RescueInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for {
+			ids, err := r.store.RescueExpired(ctx, 1000, r.cfg.MaxAttempts)
+			if err != nil {
+				if ctx.Err() == nil {
+					r.log.Warn("rescue of expired leases failed", slog.Any("error", err))
+				}
+				break
+			}
+			if len(ids) > 0 {
+				r.stats.rescued.Add(int64(len(ids)))
+				r.log.Warn("rescued rows whose lease expired (their relay died or lost the database)", slog.Int("rows", len(ids)))
+			}
+			if len(ids) < 1000 {
+				break
+			}
+		}
+	}
+}
+
+func (r *Relay) logErr(msg string, err error, consecutive int, attrs ...any) {
+	// Log the first error and then every 10th, so an outage does not flood logs.
+	if consecutive == 1 || consecutive%10 == 0 {
+		r.log.Error(msg, append([]any{slog.Any("error", err), slog.Int("consecutive_errors", consecutive)}, attrs...)...)
+	}
+}
+
+// Backoff returns the delay before attempt+1 after attempt failed: base
+// doubled per attempt, capped at max, with "equal jitter" (half fixed, half
+// random, from rnd in [0,1)). It cannot overflow: doubling stops at max.
+func Backoff(attempt int32, base, maxDelay time.Duration, rnd float64) time.Duration {
+	d := base
+	for i := int32(1); i < attempt && d < maxDelay; i++ {
+		d *= 2
+	}
+	if d > maxDelay || d <= 0 {
+		d = maxDelay
+	}
+	half := d / 2
+	return half + time.Duration(rnd*float64(d-half))
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,52 @@
+-- record_results: write the outcome of a batch of attempts in one statement.
+--
+-- $1 relay id; arrays, one element per attempt:
+-- $2 outbox ids, $3 attempt numbers, $4 outcome ('delivered' | 'retry' | 'dead'),
+-- $5 HTTP status (NULL when there was no response), $6 error (NULL on success),
+-- $7 started_at, $8 finished_at, $9 retry delay in milliseconds (for 'retry').
+--
+-- Compare-and-set: a row moves only if it is still at the attempt the relay
+-- sent, and either still leased by this relay or rescued to pending and not
+-- claimed again since (then a late success still counts and avoids a re-send).
+-- A row that moved on (re-claimed by another relay, re-driven) is untouched.
+--
+-- Every attempt is logged in outbox_attempts whether or not the row moved:
+-- the attempt happened. If a rescuer already logged it as interrupted, the
+-- real outcome replaces that placeholder.
+--
+-- Returns the ids that moved; the caller counts the others as lost leases.
+WITH r AS (
+  SELECT *
+  FROM unnest($2::bigint[], $3::int[], $4::text[], $5::int[], $6::text[],
+              $7::timestamptz[], $8::timestamptz[], $9::bigint[])
+       AS r(id, attempt, outcome, http_status, error, started_at, finished_at, retry_delay_ms)
+),
+moved AS (
+  UPDATE outbox AS o
+  SET status           = CASE r.outcome WHEN 'retry' THEN 'pending' ELSE r.outcome END,
+      delivered_at     = CASE WHEN r.outcome = 'delivered' THEN now() END,
+      next_attempt_at  = CASE WHEN r.outcome = 'retry'
+                              THEN now() + r.retry_delay_ms * interval '1 millisecond'
+                              ELSE o.next_attempt_at END,
+      last_error       = r.error,
+      last_http_status = r.http_status,
+      lease_owner      = NULL,
+      claimed_at       = NULL,
+      lease_expires_at = NULL
+  FROM r
+  WHERE o.id = r.id
+    AND o.attempts = r.attempt
+    AND ((o.status = 'in_flight' AND o.lease_owner = $1) OR o.status = 'pending')
+  RETURNING o.id
+),
+logged AS (
+  INSERT INTO outbox_attempts (outbox_id, attempt, relay_id, started_at, finished_at, http_status, error)
+  SELECT r.id, r.attempt, $1, r.started_at, r.finished_at, r.http_status, r.error
+  FROM r
+  ON CONFLICT (outbox_id, attempt) DO UPDATE
+  SET relay_id    = excluded.relay_id,
+      finished_at = excluded.finished_at,
+      http_status = excluded.http_status,
+      error       = excluded.error
+)
+SELECT id FROM moved
