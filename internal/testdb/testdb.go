@@ -166,6 +166,17 @@ type Database struct {
 // when t ends. It fails t (never skips) when no server is available.
 func New(t testing.TB) *Database {
 	t.Helper()
+	return create(t, true)
+}
+
+// NewEmpty is New without the schema: a database no migration has touched.
+func NewEmpty(t testing.TB) *Database {
+	t.Helper()
+	return create(t, false)
+}
+
+func create(t testing.TB, migrated bool) *Database {
+	t.Helper()
 	base := URL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -182,9 +193,13 @@ func New(t testing.TB) *Database {
 	if _, err := admin.Exec(ctx, `SELECT pg_advisory_lock($1)`, lockKey); err != nil {
 		t.Fatalf("testdb: advisory lock: %v", err)
 	}
-	err = ensureTemplate(ctx, admin, base, tmpl)
-	if err == nil {
-		_, err = admin.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize()+` TEMPLATE `+pgx.Identifier{tmpl}.Sanitize())
+	if migrated {
+		err = ensureTemplate(ctx, admin, base, tmpl)
+		if err == nil {
+			_, err = admin.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize()+` TEMPLATE `+pgx.Identifier{tmpl}.Sanitize())
+		}
+	} else {
+		_, err = admin.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize())
 	}
 	_, _ = admin.Exec(ctx, `SELECT pg_advisory_unlock($1)`, lockKey)
 	if err != nil {

@@ -1,0 +1,54 @@
+# outbox-relay: run `make help` for targets.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin/outbox-relay
+
+# The local Postgres of a development machine; override as you like.
+DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+export DATABASE_URL
+# Tests create one database per test on this server. When unset and nothing
+# answers on 127.0.0.1:5432, tests start Postgres with testcontainers-go
+# (needs Docker) or fail saying what to set.
+ifeq ($(origin TEST_DATABASE_URL), undefined)
+  ifneq ($(shell (command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432) && echo up),)
+    TEST_DATABASE_URL := postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+  endif
+endif
+export TEST_DATABASE_URL
+
+.PHONY: help build demo test test-short chaos bench lint vet fmt verify docker clean
+
+help: ## list targets
+	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/outbox-relay (static)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/outbox-relay
+
+demo: build ## migrate the local database, start a local Paragon endpoint, load 100 sample leads, relay them, print status
+	./$(BIN) demo
+
+test: ## run every test with the race detector against real Postgres
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+test-short: ## the tests without the long ones
+	$(GO) test -race -count=1 -short ./...
+
+bench: build ## measure drain throughput of leads.csv with one relay (see docs/BENCHMARKS.md)
+	./$(BIN) bench
+
+vet: ## go vet
+	$(GO) vet ./...
+
+fmt: ## gofmt the tree
+	gofmt -w $$(git ls-files '*.go')
+
+lint: vet ## gofmt check and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
+
+verify: lint test ## what CI runs
+
+docker: ## build the container image
+	docker build -t outbox-relay .
+
+clean:
+	rm -rf bin

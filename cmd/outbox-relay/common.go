@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paragon-outbox/outbox-relay/internal/config"
+)
+
+// loadConfig reads the environment, then parses flags over it. extra may
+// register command-specific flags.
+func loadConfig(name string, args []string, stderr io.Writer, extra func(fs *flag.FlagSet)) (config.Config, *flag.FlagSet, error) {
+	cfg, envErr := config.FromEnv(os.Getenv)
+	fs := flag.NewFlagSet("outbox-relay "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.BindFlags(fs)
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, fs, err
+		}
+		return cfg, fs, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if envErr != nil {
+		return cfg, fs, fmt.Errorf("configuration: %w", envErr)
+	}
+	return cfg, fs, nil
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(strings.ToUpper(cfg.LogLevel)))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// openPool connects to DATABASE_URL and checks the connection, with an error
+// that names the variable and never prints a password.
+func openPool(ctx context.Context, cfg config.Config, maxConns int32) (*pgxpool.Pool, error) {
+	if err := cfg.ValidateDatabase(); err != nil {
+		return nil, err
+	}
+	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, errors.New("DATABASE_URL does not parse as a Postgres connection string")
+	}
+	if maxConns > 0 {
+		pc.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL (%s): %w", config.RedactURL(cfg.DatabaseURL), err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("cannot reach the database at DATABASE_URL (%s): %w", config.RedactURL(cfg.DatabaseURL), err)
+	}
+	return pool, nil
+}

@@ -1,0 +1,83 @@
+// Command outbox-relay delivers the transactional outbox of a Postgres
+// database to Paragon as App Events, and gives operators the tools around it.
+//
+// Usage: outbox-relay <command> [flags]; `outbox-relay help` lists commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"relay", "run the relay: claim outbox rows and deliver them to Paragon until SIGINT/SIGTERM", runRelay},
+		{"migrate", "apply (up), roll back (down) or list (status) the schema migrations", runMigrate},
+		{"status", "print delivery status: counts, backlog age, rate, top backlog, errors", runStatus},
+		{"demo", "run the whole thing locally on the sample leads against a local Paragon endpoint", runDemo},
+		{"bench", "measure delivery throughput on leads.csv against the local Paragon endpoint", runBench},
+		{"paragon-local", "serve a local Paragon-compatible App Event endpoint (for demos and tests)", runParagonLocal},
+		{"token", "mint a Paragon User Token for a Connected User with the configured signing key", runToken},
+	}
+}
+
+// errUsage marks errors that are the caller's invocation; they exit 2.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			err := c.run(ctx, args[1:], stdout, stderr)
+			switch {
+			case err == nil:
+				return 0
+			case errors.Is(err, flag.ErrHelp):
+				return 0
+			case errors.Is(err, errUsage):
+				fmt.Fprintf(stderr, "outbox-relay %s: %v\n", c.name, err)
+				return 2
+			default:
+				fmt.Fprintf(stderr, "outbox-relay %s: %v\n", c.name, err)
+				return 1
+			}
+		}
+	}
+	fmt.Fprintf(stderr, "outbox-relay: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "outbox-relay: a transactional outbox relay for Paragon App Events")
+	fmt.Fprintln(w, "\nUsage: outbox-relay <command> [flags]   (outbox-relay <command> -h for flags)")
+	fmt.Fprintln(w, "\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nConfiguration comes from the environment (see README); flags override it.")
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paragon-outbox/outbox-relay/internal/config"
+	"github.com/paragon-outbox/outbox-relay/internal/migrate"
+	"github.com/paragon-outbox/outbox-relay/internal/outbox"
+	"github.com/paragon-outbox/outbox-relay/internal/paragon"
+	"github.com/paragon-outbox/outbox-relay/internal/relay"
+)
+
+func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, _, err := loadConfig("relay", args, stderr, nil)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	log := newLogger(cfg, stderr)
+	r, pool, err := setupRelay(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return r.Run(ctx)
+}
+
+// defaultRelayID names a relay instance: host, pid and a random suffix, so
+// that a restarted relay never mistakes an old lease for its own.
+func defaultRelayID() string {
+	host, _ := os.Hostname()
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// setupRelay builds everything a relay needs from a validated config: the
+// signing key, token source, Paragon client, database pool (schema checked)
+// and the relay itself.
+func setupRelay(ctx context.Context, cfg config.Config, log *slog.Logger) (*relay.Relay, *pgxpool.Pool, error) {
+	key, warn, err := cfg.LoadKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	if warn != "" {
+		log.Warn(string(warn))
+	}
+	tokens, err := paragon.NewTokens(paragon.TokensConfig{Key: key, ProjectID: cfg.ProjectID, TTL: cfg.TokenTTL})
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := paragon.NewClient(paragon.ClientConfig{
+		BaseURL: cfg.BaseURL, ProjectID: cfg.ProjectID, Tokens: tokens, Timeout: cfg.SendTimeout,
+		MaxConns: cfg.Concurrency, MaxPayloadBytes: cfg.MaxPayloadBytes, MaxRetryAfter: cfg.MaxRetryAfter,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := openPool(ctx, cfg, 8)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := migrate.Check(ctx, pool); err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	id := cfg.RelayID
+	if id == "" {
+		id = defaultRelayID()
+	}
+	r, err := relay.New(outbox.New(pool), client, relay.Config{
+		RelayID: id, Concurrency: cfg.Concurrency, BatchSize: cfg.BatchSize, PollInterval: cfg.PollInterval,
+		Lease: cfg.Lease, ShutdownGrace: cfg.ShutdownGrace, MaxAttempts: cfg.MaxAttempts,
+		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, RateLimit: cfg.RateLimit,
+	}, log)
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	log.Info("relay configured", slog.String("endpoint", client.Endpoint()), slog.String("database", config.RedactURL(cfg.DatabaseURL)))
+	return r, pool, nil
+}

@@ -1,0 +1,117 @@
+package migrate_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/paragon-outbox/outbox-relay/internal/migrate"
+	"github.com/paragon-outbox/outbox-relay/internal/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+// TestLeadTriggerWritesTheAppEventPayload checks the payload the trigger
+// builds, whatever the session's time zone.
+func TestLeadTriggerWritesTheAppEventPayload(t *testing.T) {
+	db := testdb.New(t)
+	ctx := context.Background()
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SET TimeZone = 'Asia/Shanghai'`); err != nil {
+		t.Fatal(err)
+	}
+	var leadID int64
+	err = conn.QueryRow(ctx, `
+		INSERT INTO leads (external_id, owner_id, first_name, last_name, email, company, title, phone,
+		                   lead_source, status, country, annual_revenue, number_of_employees, description, created_at)
+		VALUES ('ext-1', 'usr_1', '', 'Ørsted "Q"', 'q@example.com', 'A, B & C', NULL, '', 'Web', 'Open', 'Česko',
+		        9007199254740993, 12, E'line one\nline two', '2026-09-01T00:12:19.678Z')
+		RETURNING id`).Scan(&leadID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var payload, eventID, userID, name, status string
+	var lead int64
+	err = conn.QueryRow(ctx, `SELECT payload::text, event_id::text, user_id, event_name, status, lead_id FROM outbox`).
+		Scan(&payload, &eventID, &userID, &name, &status, &lead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name != "Lead Created" || userID != "usr_1" || status != "pending" || lead != leadID {
+		t.Fatalf("outbox row: name=%q user=%q status=%q lead=%d", name, userID, status, lead)
+	}
+	for _, want := range []string{
+		`"createdAt": "2026-09-01T00:12:19.678Z"`, // UTC, milliseconds, despite the session zone
+		`"annualRevenue": 9007199254740993`,       // every digit
+		`"numberOfEmployees": 12`,
+		`"lastName": "Ørsted \"Q\""`,
+		`"company": "A, B & C"`,
+		`"description": "line one\nline two"`,
+		`"eventId": "` + eventID + `"`,
+		`"externalId": "ext-1"`,
+	} {
+		if !strings.Contains(payload, want) {
+			t.Errorf("payload lacks %s: %s", want, payload)
+		}
+	}
+	for _, absent := range []string{`"firstName"`, `"title"`, `"phone"`, `"ownerId"`, `null`} {
+		if strings.Contains(payload, absent) {
+			t.Errorf("payload should not contain %s: %s", absent, payload)
+		}
+	}
+	if eventID[14] != '7' {
+		t.Errorf("eventId %s is not a version 7 UUID", eventID)
+	}
+}
+
+func TestLeadWithoutOwnerIsRefusedAndLeavesNoEvent(t *testing.T) {
+	db := testdb.New(t)
+	ctx := context.Background()
+	_, err := db.Pool.Exec(ctx, `INSERT INTO leads (owner_id, last_name) VALUES ('  ', 'x')`)
+	if err == nil || !strings.Contains(err.Error(), "leads_owner_id_not_blank") {
+		t.Fatalf("blank owner_id: err = %v, want the check constraint", err)
+	}
+	var n int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("outbox rows = %d (%v), want 0", n, err)
+	}
+}
+
+func TestMultiRowInsertWritesOneEventPerLead(t *testing.T) {
+	db := testdb.New(t)
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO leads (owner_id, last_name) SELECT 'usr_' || g, 'L' || g FROM generate_series(1, 50) g`); err != nil {
+		t.Fatal(err)
+	}
+	var n, distinct int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT event_id) FROM outbox`).Scan(&n, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if n != 50 || distinct != 50 {
+		t.Fatalf("outbox rows %d, distinct event ids %d; want 50 and 50", n, distinct)
+	}
+}
+
+func TestDownThenUp(t *testing.T) {
+	db := testdb.New(t)
+	ctx := context.Background()
+	if err := migrate.Check(ctx, db.Pool); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate.Down(ctx, db.Pool, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate.Check(ctx, db.Pool); err == nil {
+		t.Fatal("Check passed on a rolled-back schema")
+	}
+	if n, err := migrate.Up(ctx, db.Pool, nil); err != nil || n == 0 {
+		t.Fatalf("up: %d %v", n, err)
+	}
+	if err := migrate.Check(ctx, db.Pool); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,151 @@
+package relay_test
+
+import (
+	"context"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paragon-outbox/outbox-relay/internal/leads"
+	"github.com/paragon-outbox/outbox-relay/internal/outbox"
+	"github.com/paragon-outbox/outbox-relay/internal/paragon"
+	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
+	"github.com/paragon-outbox/outbox-relay/internal/relay"
+	"github.com/paragon-outbox/outbox-relay/internal/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+const project = "test-project"
+
+// harness is a migrated database, a local Paragon endpoint over real HTTP,
+// and a real Paragon client whose tokens that endpoint verifies.
+type harness struct {
+	db     *testdb.Database
+	store  *outbox.Store
+	srv    *paragonlocal.Server
+	base   string
+	client *paragon.Client
+}
+
+func newHarness(t *testing.T, faults paragonlocal.Faults) *harness {
+	t.Helper()
+	db := testdb.New(t)
+	key, _, err := paragonlocal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := paragonlocal.New(paragonlocal.Config{ProjectID: project, PublicKey: &key.PublicKey, Faults: faults})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, stop, err := paragonlocal.Start("127.0.0.1:0", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stop(context.Background()) })
+	tokens, err := paragon.NewTokens(paragon.TokensConfig{Key: key, ProjectID: project})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := paragon.NewClient(paragon.ClientConfig{BaseURL: base, ProjectID: project, Tokens: tokens, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &harness{db: db, store: outbox.New(db.Pool), srv: srv, base: base, client: client}
+}
+
+// fastConfig retries quickly so tests see several attempts in little time.
+func fastConfig(id string) relay.Config {
+	return relay.Config{
+		RelayID:       id,
+		Concurrency:   16,
+		BatchSize:     100,
+		PollInterval:  10 * time.Millisecond,
+		Lease:         30 * time.Second,
+		ShutdownGrace: 5 * time.Second,
+		MaxAttempts:   10,
+		BackoffBase:   10 * time.Millisecond,
+		BackoffMax:    50 * time.Millisecond,
+	}
+}
+
+// start runs a relay until the returned stop is called (or the test ends).
+func (h *harness) start(t *testing.T, cfg relay.Config) (r *relay.Relay, stop func()) {
+	t.Helper()
+	r, err := relay.New(h.store, h.client, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("relay %s: Run: %v", cfg.RelayID, err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return r, stop
+}
+
+func (h *harness) loadCSV(t *testing.T, path string) int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n, err := leads.CopyCSV(context.Background(), h.db.Pool, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitSettled polls the outbox until want rows exist and all are delivered
+// or dead, failing the test after timeout (a generous bound for a hung
+// relay, not a performance threshold).
+func (h *harness) waitSettled(t *testing.T, want int64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var settled, total int64
+		err := h.db.Pool.QueryRow(context.Background(), `
+			SELECT count(*) FILTER (WHERE status IN ('delivered', 'dead')), count(*) FROM outbox`).Scan(&settled, &total)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if total >= want && settled == total {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %d of %d outbox rows settled (want %d)", timeout, settled, total, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (h *harness) countStatus(t *testing.T) map[string]int64 {
+	t.Helper()
+	rows, err := h.db.Pool.Query(context.Background(), `SELECT status, count(*) FROM outbox GROUP BY status`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	m := map[string]int64{}
+	for rows.Next() {
+		var s string
+		var n int64
+		if err := rows.Scan(&s, &n); err != nil {
+			t.Fatal(err)
+		}
+		m[s] = n
+	}
+	return m
+}
