@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"time"
 
 	"github.com/paragon-outbox/outbox-relay/internal/config"
@@ -27,6 +28,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		dbName    string
 		latency   time.Duration
 		keep      bool
+		cpuProf   string
 	)
 	cfg, _, err := loadConfig("bench", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&leadsPath, "leads", "testdata/leads.csv", "CSV of leads to load (leads.csv layout)")
@@ -34,6 +36,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.StringVar(&dbName, "db", "outbox_relay_bench", "scratch database to (re)create on the DATABASE_URL server")
 		fs.DurationVar(&latency, "latency", 0, "latency the local Paragon endpoint adds to every request")
 		fs.BoolVar(&keep, "keep", false, "keep the scratch database afterwards")
+		fs.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of the drain to this file (go tool pprof)")
 	})
 	if err != nil {
 		return err
@@ -85,13 +88,27 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	log := newLogger(rcfg, io.Discard)
+	if os.Getenv("LOG_LEVEL") != "" {
+		log = newLogger(rcfg, stderr)
+	}
 	r, rpool, err := setupRelay(ctx, rcfg, log)
 	if err != nil {
 		return err
 	}
 	defer rpool.Close()
 	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	done := make(chan error, 1)
+	if cpuProf != "" {
+		pf, err := os.Create(cpuProf)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	go func() { done <- r.Run(runCtx) }()
 	waitErr := waitSettled(ctx, pool, 0, total, 30*time.Minute)

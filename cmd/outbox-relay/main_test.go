@@ -161,7 +161,7 @@ func TestMigrateUpFromManyReplicasAtOnce(t *testing.T) {
 		go func() {
 			var out, errb bytes.Buffer
 			code := run(context.Background(), []string{"migrate", "up"}, &out, &errb)
-			codes <- strings.TrimSpace(out.String() + errb.String()) + map[bool]string{true: "", false: " [FAILED]"}[code == 0]
+			codes <- strings.TrimSpace(out.String()+errb.String()) + map[bool]string{true: "", false: " [FAILED]"}[code == 0]
 		}()
 	}
 	for range replicas {

@@ -10,8 +10,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -190,7 +192,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 // text (a key on the command line would show in process listings), with the
 // current value as default, so flags override the environment.
 func (c *Config) BindFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "Postgres connection string (env DATABASE_URL)")
+	// Shown redacted in the usage text (printed on -h and on any flag error).
+	fs.Var(redactedURL{&c.DatabaseURL}, "database-url", "Postgres connection `string` (env DATABASE_URL)")
 	fs.StringVar(&c.ProjectID, "project-id", c.ProjectID, "Paragon project id (env PARAGON_PROJECT_ID)")
 	fs.StringVar(&c.SigningKeyFile, "signing-key-file", c.SigningKeyFile, "path to the signing key PEM (env PARAGON_SIGNING_KEY_FILE)")
 	fs.StringVar(&c.BaseURL, "base-url", c.BaseURL, "Paragon API base URL (env PARAGON_BASE_URL)")
@@ -211,6 +214,19 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json (env LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (env LOG_LEVEL)")
 }
+
+// redactedURL is a string flag whose value is displayed through RedactURL,
+// so flag usage never prints a database password.
+type redactedURL struct{ p *string }
+
+func (r redactedURL) String() string {
+	if r.p == nil {
+		return ""
+	}
+	return RedactURL(*r.p)
+}
+
+func (r redactedURL) Set(v string) error { *r.p = v; return nil }
 
 // ValidateDatabase checks only DatabaseURL (for commands that need nothing else).
 func (c *Config) ValidateDatabase() error {
@@ -245,6 +261,8 @@ func (c *Config) Validate() error {
 	}
 	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		add("PARAGON_BASE_URL=%q is not an http(s) URL", c.BaseURL)
+	} else if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		add("PARAGON_BASE_URL=%q must not have a query or fragment (the endpoint path is appended to it)", c.BaseURL)
 	}
 	intRange := func(name string, v, lo, hi int) {
 		if v < lo || v > hi {
@@ -270,8 +288,8 @@ func (c *Config) Validate() error {
 	durRange("RELAY_MAX_RETRY_AFTER", c.MaxRetryAfter, time.Second, 7*24*time.Hour)
 	durRange("RELAY_SHUTDOWN_GRACE", c.ShutdownGrace, 0, time.Hour)
 	intRange("RELAY_MAX_PAYLOAD_BYTES", c.MaxPayloadBytes, 1024, 64<<20)
-	if c.RateLimit < 0 {
-		add("RELAY_RATE_LIMIT=%g must be 0 (unlimited) or positive", c.RateLimit)
+	if c.RateLimit < 0 || math.IsNaN(c.RateLimit) || math.IsInf(c.RateLimit, 0) {
+		add("RELAY_RATE_LIMIT=%g must be 0 (unlimited) or a positive number", c.RateLimit)
 	}
 	durRange("RELAY_TOKEN_TTL", c.TokenTTL, 10*time.Minute, 24*time.Hour)
 	if c.LogFormat != "text" && c.LogFormat != "json" {
@@ -329,21 +347,42 @@ func (c Config) String() string {
 
 type plain Config
 
-// RedactURL masks the password of a postgres:// URL (or password=… in
-// key/value form) for display.
+// RedactURL masks the password of a postgres:// URL (in the userinfo or a
+// password= query parameter) or of the key=value form (password=…, also
+// quoted) for display. It errs on the side of hiding too much: it also works
+// on strings that do not parse, since those are the ones that end up in
+// error messages.
 func RedactURL(s string) string {
-	if u, err := url.Parse(s); err == nil && u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			return u.String()
-		}
-		return s
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok || scheme == "" || strings.TrimLeft(scheme, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.") != "" {
+		return kvPassword.ReplaceAllString(s, "${1}=xxxxx")
 	}
-	fields := strings.Fields(s)
-	for i, f := range fields {
-		if strings.HasPrefix(f, "password=") {
-			fields[i] = "password=xxxxx"
+	// libpq (and pgx) end the userinfo at the first '@' before the first
+	// '/', so a password may hold unescaped '#', '?' or ':'. Masking up
+	// to the last '@' before the first '/' (or, failing that, before the
+	// first '?', for a password holding a '/') hides at least that much.
+	slash := strings.IndexByte(rest, '/')
+	if slash < 0 {
+		slash = len(rest)
+	}
+	q := strings.IndexByte(rest, '?')
+	if q < 0 {
+		q = len(rest)
+	}
+	at := max(strings.LastIndexByte(rest[:slash], '@'), strings.LastIndexByte(rest[:q], '@'))
+	if at >= 0 {
+		if c := strings.IndexByte(rest[:at], ':'); c >= 0 {
+			rest = rest[:c+1] + "xxxxx" + rest[at:]
 		}
 	}
-	return strings.Join(fields, " ")
+	return scheme + "://" + queryPassword.ReplaceAllString(rest, "${1}xxxxx")
 }
+
+var (
+	// password=… and sslpassword=… in a URL's query string.
+	queryPassword = regexp.MustCompile(`(?i)([?&][^=&?]*password=)[^&]*`)
+	// password=… in key=value form: spaces around '=' allowed, the value
+	// single-quoted (with backslash escapes, possibly unterminated) or up
+	// to the next whitespace, as libpq reads it.
+	kvPassword = regexp.MustCompile(`(?i)(\b\w*password)\s*=\s*('(?:[^'\\]|\\.)*'?|\S*)`)
+)

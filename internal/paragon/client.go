@@ -106,6 +106,11 @@ func NewClient(c ClientConfig) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("paragon: base URL %q is not an http(s) URL", c.BaseURL)
 	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		// The endpoint path is appended to the base: a query or fragment
+		// would swallow it.
+		return nil, fmt.Errorf("paragon: base URL %q must not have a query or fragment", c.BaseURL)
+	}
 	if c.ProjectID == "" || strings.ContainsAny(c.ProjectID, "/?# ") {
 		return nil, fmt.Errorf("paragon: project id %q is empty or not a path segment", c.ProjectID)
 	}
@@ -257,7 +262,9 @@ func ParseRetryAfter(v string, now time.Time, max time.Duration) time.Duration {
 		return 0
 	}
 	var d time.Duration
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+	// A delay beyond int64 seconds (ErrRange, secs clamped to ±MaxInt64) is
+	// still a delay: it clamps to max below rather than reading as absent.
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
 		if secs <= 0 {
 			return 0
 		}

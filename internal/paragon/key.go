@@ -31,6 +31,10 @@ func ParseSigningKey(text string) (*rsa.PrivateKey, error) {
 	if block == nil {
 		return nil, fmt.Errorf("%w: no PEM block found (expected -----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----)", ErrBadSigningKey)
 	}
+	if strings.Contains(block.Headers["Proc-Type"], "ENCRYPTED") {
+		// Legacy OpenSSL encryption ("Proc-Type: 4,ENCRYPTED" + DEK-Info).
+		return nil, fmt.Errorf("%w: the key is encrypted with a passphrase; export it unencrypted", ErrBadSigningKey)
+	}
 	var key *rsa.PrivateKey
 	switch block.Type {
 	case "RSA PRIVATE KEY":

@@ -81,6 +81,11 @@ func NewTokens(c TokensConfig) (*Tokens, error) {
 	if c.ClockSkew == 0 {
 		c.ClockSkew = DefaultClockSkew
 	}
+	if c.ClockSkew < 0 || c.TTL-c.ClockSkew <= refreshBefore {
+		// Negative skew would put iat in the future; a skew eating the TTL
+		// would make tokens (nearly) expired when signed, and never cached.
+		return nil, fmt.Errorf("paragon: tokens: clock skew %s must be positive and leave more than %s of the %s TTL", c.ClockSkew, refreshBefore, c.TTL)
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 )
 
-// This file holds a tiny scanner for JSON that json.Valid has already accepted.
+// This file holds a JSON validator (validJSON, equivalent to json.Valid) and a
+// tiny scanner for JSON that the validator has already accepted.
 // It finds top-level members of an object without decoding anything, so the hot
 // path never turns numbers into float64 and never allocates. Keys are matched
 // exactly (case-sensitively, like JavaScript's JSON.parse on Paragon's side),
@@ -25,25 +26,32 @@ func skipSpace(b []byte, i int) int {
 
 // skipString returns the index just past the string literal starting at b[i] == '"'.
 func skipString(b []byte, i int) int {
-	i++
-	for i < len(b) {
-		j := bytes.IndexByte(b[i:], '"')
-		if j < 0 {
-			return len(b)
+	for i++; i < len(b); {
+		for i < len(b) && !strSpecial[b[i]] {
+			i++
 		}
-		q := i + j
-		// The quote ends the string unless an odd number of backslashes precede it.
-		k := q
-		for k > i && b[k-1] == '\\' {
-			k--
+		if i >= len(b) {
+			break
 		}
-		if (q-k)%2 == 0 {
-			return q + 1
+		switch b[i] {
+		case '"':
+			return i + 1
+		case '\\':
+			i += 2
+		default: // control characters cannot occur in validated JSON
+			i++
 		}
-		i = q + 1
 	}
 	return len(b)
 }
+
+// nestSpecial marks the bytes that matter when skipping a nested value.
+var nestSpecial = func() (t [256]bool) {
+	for _, c := range `"{}[]` {
+		t[c] = true
+	}
+	return t
+}()
 
 // skipValue returns the index just past the JSON value starting at b[i].
 func skipValue(b []byte, i int) int {
@@ -56,13 +64,19 @@ func skipValue(b []byte, i int) int {
 	case '{', '[':
 		depth := 0
 		for i < len(b) {
+			for i < len(b) && !nestSpecial[b[i]] {
+				i++
+			}
+			if i >= len(b) {
+				break
+			}
 			switch b[i] {
 			case '"':
 				i = skipString(b, i)
 				continue
 			case '{', '[':
 				depth++
-			case '}', ']':
+			default: // '}', ']'
 				depth--
 				if depth == 0 {
 					return i + 1

@@ -51,3 +51,45 @@ func FuzzValidJSON(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkParseBody measures body validation and member extraction on the
+// Lead Created example, against encoding/json's validator and decoder.
+func BenchmarkParseBody(b *testing.B) {
+	body := []byte(`{"name":"Lead Created","payload":` + examplePayload + `}`)
+	b.Run("validJSON+members", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if !validJSON(body) {
+				b.Fatal("invalid")
+			}
+			name, payload := members(body, "name", "payload")
+			id, _ := members(payload, "eventId", "")
+			if name == nil || id == nil {
+				b.Fatal("members not found")
+			}
+		}
+	})
+	b.Run("json.Valid", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			json.Valid(body)
+		}
+	})
+	b.Run("json.Unmarshal", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			var env struct {
+				Name    string          `json:"name"`
+				Payload json.RawMessage `json:"payload"`
+			}
+			var p struct {
+				EventID string `json:"eventId"`
+			}
+			if json.Unmarshal(body, &env) != nil || json.Unmarshal(env.Payload, &p) != nil {
+				b.Fatal("decode")
+			}
+		}
+	})
+}

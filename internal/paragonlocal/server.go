@@ -79,7 +79,9 @@ type Config struct {
 	// DiscardPayloads, when true, keeps no payload bytes in [Received] records
 	// (Payload is nil) to save memory in benchmarks. EventID, Name, Sub and At
 	// are still recorded and [Server.CountByEventID] still works. Default false:
-	// payloads are kept.
+	// payloads are kept. Either way every accepted event stays in memory until
+	// [Server.Reset]: about 100 bytes plus its eventId (twice: record and
+	// count map), plus the payload unless discarded.
 	DiscardPayloads bool
 
 	// Now returns the current time; used for token time checks and
@@ -237,9 +239,10 @@ func New(cfg Config) (*Server, error) {
 // SetRejectFunc installs fn, called for each authenticated, well-formed event
 // that fault injection let through. When fn returns a non-zero status the event
 // is answered with that status and an {"error": ...} body and is not recorded,
-// so tests can make chosen events fail permanently (e.g. 400, 422). fn must
+// so tests can make chosen events fail (e.g. 400, 422; a 429 or 503 carries the Faults.RetryAfter header). fn must
 // return 0 or a status in 400–599; any other value is answered 500. fn may be
-// called concurrently; payload is a private copy that fn may keep. nil removes
+// called concurrently. payload is a per-request copy of the raw bytes, which is
+// also what gets recorded: fn may keep it but must not modify it. nil removes
 // the function.
 func (s *Server) SetRejectFunc(fn func(name, sub string, payload json.RawMessage) int) {
 	if fn == nil {
@@ -321,7 +324,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.reject4xx(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 		return
 	}
-	if !json.Valid(body) {
+	if !validJSON(body) {
 		s.reject4xx(w, http.StatusBadRequest, "body is not valid JSON")
 		return
 	}
@@ -386,6 +389,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if rh != nil {
 		if code := rh.fn(name, sub, payload); code != 0 {
+			if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+				// Like injected 429s, carry the configured Retry-After.
+				w.Header()["Retry-After"] = s.faults.Load().retryAfter
+			}
 			s.rejectedByFunc(w, code)
 			return
 		}

@@ -1041,3 +1041,44 @@ func BenchmarkServeHTTP(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkHTTP measures whole requests over loopback HTTP/1.1 keep-alive
+// connections (client and server share the machine's cores), so 1e9/(ns/op)
+// is a pessimistic requests-per-second figure for the server.
+func BenchmarkHTTP(b *testing.B) {
+	key, _ := keys(b)
+	s, err := New(Config{ProjectID: testProject, PublicKey: &key.PublicKey, DiscardPayloads: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	base, stop, err := Start("127.0.0.1:0", s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stop(context.Background())
+	body := []byte(`{"name":"Lead Created","payload":` + examplePayload + `}`)
+	auth := "Bearer " + sign(b, key, goodClaims(time.Now()))
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest(http.MethodPost, base+eventPath, bytes.NewReader(body))
+			req.Header.Set("Authorization", auth)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}

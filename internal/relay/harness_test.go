@@ -15,7 +15,16 @@ import (
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
 )
 
-func TestMain(m *testing.M) { testdb.Main(m) }
+func TestMain(m *testing.M) {
+	// The relay runs in Asia/Shanghai while the test databases run in
+	// America/Los_Angeles: scheduling and tokens must not depend on either.
+	loc, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		panic(err)
+	}
+	time.Local = loc
+	testdb.Main(m)
+}
 
 const project = "test-project"
 
@@ -68,6 +77,9 @@ func fastConfig(id string) relay.Config {
 		MaxAttempts:   10,
 		BackoffBase:   10 * time.Millisecond,
 		BackoffMax:    50 * time.Millisecond,
+		// Tests of retry bookkeeping fail every first attempt on purpose;
+		// breaker tests lower this.
+		BreakerThreshold: 1_000_000,
 	}
 }
 

@@ -46,6 +46,14 @@ type Config struct {
 	// RescueInterval is how often this relay looks for expired leases of any
 	// relay; default Lease/4 (at least 1s).
 	RescueInterval time.Duration
+	// BreakerThreshold is how many consecutive systemic failures (across at
+	// least two Connected Users) open the circuit breaker; default 20.
+	BreakerThreshold int
+	// BreakerMinCooldown and BreakerMaxCooldown bound the open period before
+	// a probe; it doubles while probes fail. Defaults 1s and 1m.
+	BreakerMinCooldown, BreakerMaxCooldown time.Duration
+	// Metrics receives the relay's measurements; nil creates unregistered ones.
+	Metrics *Metrics
 }
 
 func (c *Config) setDefaults() {
@@ -76,6 +84,18 @@ func (c *Config) setDefaults() {
 	if c.RescueInterval <= 0 {
 		c.RescueInterval = max(c.Lease/4, time.Second)
 	}
+	if c.BreakerThreshold <= 0 {
+		c.BreakerThreshold = 20
+	}
+	if c.BreakerMinCooldown <= 0 {
+		c.BreakerMinCooldown = time.Second
+	}
+	if c.BreakerMaxCooldown < c.BreakerMinCooldown {
+		c.BreakerMaxCooldown = max(time.Minute, c.BreakerMinCooldown)
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
 }
 
 // Stats are cumulative counters of one Relay.
@@ -97,6 +117,8 @@ type Relay struct {
 	sender  Sender
 	log     *slog.Logger
 	limiter *rate.Limiter
+	breaker *breaker
+	m       *Metrics
 
 	mu          sync.Mutex
 	held        map[int64]int32 // claimed rows not yet recorded: id -> attempt
@@ -118,12 +140,14 @@ func New(store *outbox.Store, sender Sender, cfg Config, log *slog.Logger) (*Rel
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Relay{
-		cfg:    cfg,
-		store:  store,
-		sender: sender,
-		log:    log.With(slog.String("component", "relay"), slog.String("relay_id", cfg.RelayID)),
-		held:   make(map[int64]int32),
-		freed:  make(chan struct{}, 1),
+		cfg:     cfg,
+		store:   store,
+		sender:  sender,
+		log:     log.With(slog.String("component", "relay"), slog.String("relay_id", cfg.RelayID)),
+		held:    make(map[int64]int32),
+		freed:   make(chan struct{}, 1),
+		breaker: newBreaker(cfg.BreakerThreshold, cfg.BreakerMinCooldown, cfg.BreakerMaxCooldown),
+		m:       cfg.Metrics,
 	}
 	if cfg.RateLimit > 0 {
 		burst := max(1, int(cfg.RateLimit/10))
@@ -253,6 +277,7 @@ func (r *Relay) release(ctx context.Context, held []outbox.Held) {
 		r.log.Error("release unsent rows failed; they will be claimable when their lease expires", slog.Int("rows", len(held)), slog.Any("error", err))
 	} else {
 		r.stats.released.Add(n)
+		r.m.Released.Add(float64(n))
 	}
 	ids := make([]int64, len(held))
 	for i, h := range held {
@@ -287,7 +312,18 @@ func (r *Relay) claimLoop(ctx, bg context.Context, work chan<- outbox.Event) {
 		room := r.maxOutstanding() - r.outstanding
 		r.mu.Unlock()
 		want := min(room, r.cfg.BatchSize)
-		if want < max(1, r.cfg.BatchSize/4) && room < r.maxOutstanding() {
+		limit, wait := r.breaker.claimLimit()
+		r.m.Breaker.Set(float64(r.breaker.State()))
+		if limit == 0 {
+			// Breaker open: Paragon is failing for everyone; claim nothing.
+			if !sleep(ctx, min(wait, r.cfg.PollInterval*4+wait/2)) {
+				return
+			}
+			continue
+		}
+		if limit == 1 {
+			want = 1 // half-open: one probe
+		} else if want < max(1, r.cfg.BatchSize/4) && room < r.maxOutstanding() {
 			// Pipeline is full: wait until results are recorded.
 			select {
 			case <-ctx.Done():
@@ -298,9 +334,12 @@ func (r *Relay) claimLoop(ctx, bg context.Context, work chan<- outbox.Event) {
 		}
 		// The claim runs on bg so that a shutdown never cancels a claim the
 		// database already committed (its rows would then wait out the lease).
+		t0 := time.Now()
 		evs, err := r.store.Claim(bg, r.cfg.RelayID, want, r.cfg.Lease)
+		r.log.Debug("claimed", slog.Int("want", want), slog.Int("got", len(evs)), slog.Duration("took", time.Since(t0)))
 		if err != nil {
 			consecutiveErrors++
+			r.m.DBErrors.WithLabelValues("claim").Inc()
 			d := Backoff(int32(consecutiveErrors), 100*time.Millisecond, 10*time.Second, rand.Float64())
 			r.logErr("claim failed; backing off", err, consecutiveErrors, slog.Duration("backoff", d))
 			if !sleep(ctx, d) {
@@ -310,6 +349,11 @@ func (r *Relay) claimLoop(ctx, bg context.Context, work chan<- outbox.Event) {
 		}
 		consecutiveErrors = 0
 		if len(evs) > 0 {
+			if limit == 1 {
+				r.breaker.claimedProbe(evs[0].ID)
+				r.log.Info("circuit breaker half-open: sending one probe", slog.Int64("outbox_id", evs[0].ID))
+			}
+			r.m.ClaimBatch.Observe(float64(len(evs)))
 			r.stats.claimed.Add(int64(len(evs)))
 			r.mu.Lock()
 			for _, e := range evs {
@@ -345,7 +389,15 @@ func (r *Relay) sendLoop(ctx context.Context, stop <-chan struct{}, work <-chan 
 			return
 		case ev = <-work:
 		}
+		if !r.breaker.allowSend(ev.ID) {
+			probe, ok := r.handBack(ev, work)
+			if !ok {
+				continue
+			}
+			ev = probe
+		}
 		if r.limiter != nil {
+			t0 := time.Now()
 			wctx, cancel := context.WithCancel(ctx)
 			go func() {
 				select {
@@ -356,14 +408,48 @@ func (r *Relay) sendLoop(ctx context.Context, stop <-chan struct{}, work <-chan 
 			}()
 			err := r.limiter.Wait(wctx)
 			cancel()
+			r.m.RateLimitWaitSeconds.Observe(time.Since(t0).Seconds())
 			if err != nil {
 				giveBack(outbox.Held{ID: ev.ID, Attempt: ev.Attempt})
 				continue
 			}
 		}
 		res := r.sender.Send(ctx, paragon.Event{Name: ev.Name, UserID: ev.UserID, Payload: ev.Payload})
+		if res.Status != 0 || res.Outcome != paragon.Rejected {
+			r.m.AttemptSeconds.Observe(res.Finished.Sub(res.Started).Seconds())
+		}
+		if r.breaker.record(ev.ID, ev.UserID, res) {
+			r.m.BreakerTrips.Inc()
+			r.log.Warn("circuit breaker open: Paragon is failing for many users; pausing claims and probing",
+				slog.Int("status", res.Status), slog.Any("error", res.Err))
+		}
 		results <- r.decide(ev, res)
 	}
+}
+
+// handBack releases ev, and the other rows waiting in work, without spending
+// their attempts: the breaker is open, so sending them now would only burn
+// attempts against an outage. If it meets the half-open probe among them it
+// returns it (ok) for the caller to send.
+func (r *Relay) handBack(ev outbox.Event, work <-chan outbox.Event) (probe outbox.Event, ok bool) {
+	held := []outbox.Held{{ID: ev.ID, Attempt: ev.Attempt}}
+	for len(held) < r.cfg.BatchSize {
+		var e outbox.Event
+		select {
+		case e = <-work:
+		default:
+		}
+		if e.ID == 0 {
+			break
+		}
+		if !ok && r.breaker.allowSend(e.ID) {
+			probe, ok = e, true
+			continue
+		}
+		held = append(held, outbox.Held{ID: e.ID, Attempt: e.Attempt})
+	}
+	r.release(context.Background(), held)
+	return probe, ok
 }
 
 // decide turns a send result into the row's next state.
@@ -380,9 +466,10 @@ func (r *Relay) decide(ev outbox.Event, res paragon.Result) outbox.Result {
 		out.Error = "rejected, not retried: " + out.Error
 	default:
 		// 401/403/404 mean the relay's configuration is wrong (key, project,
-		// URL); that is never the event's fault, so it never exhausts attempts.
+		// URL); that is never the event's fault, so it never exhausts
+		// attempts. Nor does a failure while the breaker is open (an outage).
 		configProblem := res.Status == 401 || res.Status == 403 || res.Status == 404
-		if int(ev.Attempt) >= r.cfg.MaxAttempts && !configProblem {
+		if int(ev.Attempt) >= r.cfg.MaxAttempts && !configProblem && !r.breaker.isOpen() {
 			out.Outcome = outbox.OutcomeDead
 			out.Error = fmt.Sprintf("gave up after %d attempts: %s", ev.Attempt, out.Error)
 		} else {
@@ -427,13 +514,17 @@ func (r *Relay) recordLoop(ctx context.Context, results <-chan outbox.Result) {
 func (r *Relay) flush(ctx context.Context, buf []outbox.Result) {
 	deadline := time.Now().Add(r.cfg.Lease)
 	for attempt := 1; ; attempt++ {
+		t0 := time.Now()
 		moved, err := r.store.Record(ctx, r.cfg.RelayID, buf)
 		if err == nil {
+			r.log.Debug("recorded", slog.Int("results", len(buf)), slog.Duration("took", time.Since(t0)))
 			r.count(buf, moved)
 			break
 		}
+		r.m.DBErrors.WithLabelValues("record").Inc()
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			r.stats.unrecorded.Add(int64(len(buf)))
+			r.m.Unrecorded.Add(float64(len(buf)))
 			r.log.Error("could not record attempt results; their rows will be re-sent after lease expiry",
 				slog.Int("results", len(buf)), slog.Any("error", err))
 			break
@@ -442,6 +533,7 @@ func (r *Relay) flush(ctx context.Context, buf []outbox.Result) {
 		r.logErr("record results failed; retrying", err, attempt, slog.Duration("backoff", d))
 		if !sleep(ctx, d) {
 			r.stats.unrecorded.Add(int64(len(buf)))
+			r.m.Unrecorded.Add(float64(len(buf)))
 			break
 		}
 	}
@@ -458,8 +550,10 @@ func (r *Relay) count(buf []outbox.Result, moved []int64) {
 		movedSet[id] = struct{}{}
 	}
 	for _, b := range buf {
+		r.m.Attempts.WithLabelValues(string(b.Outcome), statusLabel(b.HTTPStatus)).Inc()
 		if _, ok := movedSet[b.ID]; !ok {
 			r.stats.lost.Add(1)
+			r.m.LostLeases.Inc()
 			r.log.Warn("attempt result arrived after the row moved on (lease lost); the event may be delivered twice",
 				slog.Int64("outbox_id", b.ID), slog.Int("attempt", int(b.Attempt)), slog.String("outcome", string(b.Outcome)))
 			continue
@@ -492,6 +586,7 @@ func (r *Relay) leaseLoop(ctx context.Context) {
 		}
 		r.mu.Unlock()
 		if _, err := r.store.ExtendLeases(ctx, r.cfg.RelayID, ids, r.cfg.Lease); err != nil && ctx.Err() == nil {
+			r.m.DBErrors.WithLabelValues("extend_leases").Inc()
 			r.log.Warn("extend leases failed", slog.Int("rows", len(ids)), slog.Any("error", err))
 		}
 	}
@@ -517,6 +612,7 @@ func (r *Relay) rescueLoop(ctx context.Context) {
 			}
 			if len(ids) > 0 {
 				r.stats.rescued.Add(int64(len(ids)))
+				r.m.Rescued.Add(float64(len(ids)))
 				r.log.Warn("rescued rows whose lease expired (their relay died or lost the database)", slog.Int("rows", len(ids)))
 			}
 			if len(ids) < 1000 {

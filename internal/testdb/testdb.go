@@ -8,6 +8,10 @@
 //  3. Otherwise the test fails with a message saying how to provide one. It
 //     never skips: a suite that silently ran nothing would look green.
 //
+// Every test database runs with ids above 2^31 (sequences restarted) and
+// TimeZone America/Los_Angeles, so that int32 ids or zone-dependent
+// scheduling fail tests.
+//
 // The schema is built once per server as a template database named after a
 // hash of the embedded migrations, and each test gets `CREATE DATABASE ...
 // TEMPLATE`, dropped when the test ends. Template creation is serialised
@@ -147,6 +151,12 @@ func ensureTemplate(ctx context.Context, admin *pgx.Conn, base, tmpl string) err
 		return err
 	}
 	_, err = migrate.Up(ctx, pool, nil)
+	if err == nil {
+		// Ids beyond 2^31 everywhere: any int32 on the id path fails a test.
+		_, err = pool.Exec(ctx, `
+			ALTER TABLE leads ALTER COLUMN id RESTART WITH 3000000000;
+			ALTER TABLE outbox ALTER COLUMN id RESTART WITH 5000000000`)
+	}
 	pool.Close()
 	if err != nil {
 		return fmt.Errorf("migrate template: %w", err)
@@ -202,6 +212,11 @@ func create(t testing.TB, migrated bool) *Database {
 		_, err = admin.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize())
 	}
 	_, _ = admin.Exec(ctx, `SELECT pg_advisory_unlock($1)`, lockKey)
+	if err == nil {
+		// The database's clock zone differs from the relay's (tests may set
+		// time.Local elsewhere) and from UTC: scheduling must not care.
+		_, err = admin.Exec(ctx, `ALTER DATABASE `+pgx.Identifier{name}.Sanitize()+` SET timezone TO 'America/Los_Angeles'`)
+	}
 	if err != nil {
 		t.Fatalf("testdb: create database: %v", err)
 	}
