@@ -30,4 +30,4 @@ SET status           = 'in_flight',
     lease_expires_at = now() + $3::bigint * interval '1 millisecond'
 FROM due
 WHERE o.id = due.id
-RETURNING o.id, o.event_id::text, o.event_name, o.user_id, o.payload::text, o.attempts, o.created_at
+RETURNING o.id, o.event_id::text, o.event_name, o.user_id, o.payload::text, o.attempts, o.attempts_base, o.created_at

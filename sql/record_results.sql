@@ -8,6 +8,8 @@
 -- Compare-and-set: a row moves only if it is still at the attempt the relay
 -- sent, and either still leased by this relay or rescued to pending and not
 -- claimed again since (then a late success still counts and avoids a re-send).
+-- A row an operator re-drove since (attempts_base = attempts) is not
+-- "rescued": a late result must not undo the re-drive.
 -- A row that moved on (re-claimed by another relay, re-driven) is untouched.
 --
 -- Every attempt is logged in outbox_attempts whether or not the row moved:
@@ -36,7 +38,8 @@ moved AS (
   FROM r
   WHERE o.id = r.id
     AND o.attempts = r.attempt
-    AND ((o.status = 'in_flight' AND o.lease_owner = $1) OR o.status = 'pending')
+    AND ((o.status = 'in_flight' AND o.lease_owner = $1)
+         OR (o.status = 'pending' AND o.attempts_base < o.attempts))
   RETURNING o.id
 ),
 logged AS (

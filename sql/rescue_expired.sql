@@ -5,7 +5,7 @@
 -- right now is not waited on) and the UPDATE re-checks status and expiry on
 -- the locked row; a row completed meanwhile is not reset. The lease owner and
 -- claim time are read from the locked row, not from an earlier read.
--- A row that has used $2 (max attempts) or more goes dead instead: an event
+-- A row that has used $2 (max attempts) or more since its last re-drive goes dead instead: an event
 -- that kills every relay that sends it must not loop forever.
 WITH expired AS MATERIALIZED (
   SELECT id, lease_owner, claimed_at, attempts
@@ -17,9 +17,9 @@ WITH expired AS MATERIALIZED (
 ),
 reset AS (
   UPDATE outbox AS o
-  SET status           = CASE WHEN o.attempts >= $2 THEN 'dead' ELSE 'pending' END,
+  SET status           = CASE WHEN o.attempts - o.attempts_base >= $2 THEN 'dead' ELSE 'pending' END,
       next_attempt_at  = now(),
-      last_error       = CASE WHEN o.attempts >= $2
+      last_error       = CASE WHEN o.attempts - o.attempts_base >= $2
                               THEN format('gave up after %s attempts: last attempt interrupted, lease of relay %s expired', o.attempts, e.lease_owner)
                               ELSE format('attempt %s interrupted: lease of relay %s expired before it reported an outcome', o.attempts, e.lease_owner) END,
       last_http_status = NULL,

@@ -91,7 +91,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if os.Getenv("LOG_LEVEL") != "" {
 		log = newLogger(rcfg, stderr)
 	}
-	r, rpool, err := setupRelay(ctx, rcfg, log)
+	r, rpool, err := setupRelay(ctx, rcfg, log, nil)
 	if err != nil {
 		return err
 	}

@@ -117,7 +117,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := rcfg.Validate(); err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
-	r, rpool, err := setupRelay(ctx, rcfg, log)
+	r, rpool, err := setupRelay(ctx, rcfg, log, nil)
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,10 @@ func commands() []command {
 		{"bench", "measure delivery throughput on leads.csv against the local Paragon endpoint", runBench},
 		{"paragon-local", "serve a local Paragon-compatible App Event endpoint (for demos and tests)", runParagonLocal},
 		{"token", "mint a Paragon User Token for a Connected User with the configured signing key", runToken},
+		{"inspect", "show one event: its row, payload, every attempt and re-drive (outbox id, lead:<id> or event id)", runInspect},
+		{"retry", "re-drive dead events to pending, by id, user, error text or time of death (-dry-run to preview)", runRetry},
+		{"purge", "delete old delivered and dead events, with their attempts, in small batches", runPurge},
+		{"doctor", "check database, migrations, signing key, project id, token minting and Paragon reachability", runDoctor},
 	}
 }
 

@@ -8,11 +8,16 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/paragon-outbox/outbox-relay/internal/admin"
 	"github.com/paragon-outbox/outbox-relay/internal/config"
 	"github.com/paragon-outbox/outbox-relay/internal/migrate"
+	"github.com/paragon-outbox/outbox-relay/internal/operator"
 	"github.com/paragon-outbox/outbox-relay/internal/outbox"
 	"github.com/paragon-outbox/outbox-relay/internal/paragon"
 	"github.com/paragon-outbox/outbox-relay/internal/relay"
@@ -27,12 +32,56 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	log := newLogger(cfg, stderr)
-	r, pool, err := setupRelay(ctx, cfg, log)
+	reg := prometheus.NewRegistry()
+	r, pool, err := setupRelay(ctx, cfg, log, relay.NewMetrics(reg))
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	if cfg.AdminAddr != "off" {
+		adm := admin.New(pool, reg, log)
+		if _, err := adm.Start(cfg.AdminAddr); err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = adm.Stop(sctx)
+		}()
+		go func() { <-ctx.Done(); adm.SetShuttingDown() }()
+	}
+	if cfg.PurgeInterval > 0 && (cfg.RetainDelivered > 0 || cfg.RetainDead > 0) {
+		go purgeLoop(ctx, pool, cfg, log)
+	}
 	return r.Run(ctx)
+}
+
+// purgeLoop applies retention every PurgeInterval, in small batches, so the
+// outbox tables stay small. A retention of 0 keeps those events.
+func purgeLoop(ctx context.Context, pool *pgxpool.Pool, cfg config.Config, log *slog.Logger) {
+	const forever = 100 * 365 * 24 * time.Hour
+	delivered, dead := cfg.RetainDelivered, cfg.RetainDead
+	if delivered == 0 {
+		delivered = forever
+	}
+	if dead == 0 {
+		dead = forever
+	}
+	t := time.NewTicker(cfg.PurgeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := operator.Purge(ctx, pool, delivered, dead, 500)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("retention purge failed", slog.Any("error", err), slog.Int64("deleted", n))
+		} else if n > 0 {
+			log.Info("retention purge", slog.Int64("deleted", n))
+		}
+	}
 }
 
 // defaultRelayID names a relay instance: host, pid and a random suffix, so
@@ -47,7 +96,7 @@ func defaultRelayID() string {
 // setupRelay builds everything a relay needs from a validated config: the
 // signing key, token source, Paragon client, database pool (schema checked)
 // and the relay itself.
-func setupRelay(ctx context.Context, cfg config.Config, log *slog.Logger) (*relay.Relay, *pgxpool.Pool, error) {
+func setupRelay(ctx context.Context, cfg config.Config, log *slog.Logger, metrics *relay.Metrics) (*relay.Relay, *pgxpool.Pool, error) {
 	key, warn, err := cfg.LoadKey()
 	if err != nil {
 		return nil, nil, err
@@ -82,6 +131,7 @@ func setupRelay(ctx context.Context, cfg config.Config, log *slog.Logger) (*rela
 		RelayID: id, Concurrency: cfg.Concurrency, BatchSize: cfg.BatchSize, PollInterval: cfg.PollInterval,
 		Lease: cfg.Lease, ShutdownGrace: cfg.ShutdownGrace, MaxAttempts: cfg.MaxAttempts,
 		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, RateLimit: cfg.RateLimit,
+		Metrics: metrics,
 	}, log)
 	if err != nil {
 		pool.Close()

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -38,6 +39,10 @@ const (
 	DefaultMaxPayloadBytes = 1 << 20
 	DefaultMaxRetryAfter   = time.Hour
 	DefaultTokenTTL        = time.Hour
+	DefaultAdminAddr       = ":9090"
+	DefaultRetainDelivered = 7 * 24 * time.Hour
+	DefaultRetainDead      = 30 * 24 * time.Hour
+	DefaultPurgeInterval   = 10 * time.Minute
 )
 
 // Config is everything the relay needs. Environment variable names are in
@@ -102,6 +107,18 @@ type Config struct {
 	LogFormat string `env:"LOG_FORMAT"`
 	// LogLevel is debug, info (default), warn or error.
 	LogLevel string `env:"LOG_LEVEL"`
+	// AdminAddr is where /metrics, /healthz and /readyz are served
+	// (host:port). Default ":9090"; "off" disables the admin server.
+	AdminAddr string `env:"RELAY_ADMIN_ADDR"`
+	// RetainDelivered: delivered events (and their attempts) older than
+	// this are purged by the relay. Default 168h (7 days); 0 keeps them.
+	RetainDelivered time.Duration `env:"RELAY_RETAIN_DELIVERED"`
+	// RetainDead: dead events older than this are purged. Default 720h
+	// (30 days); 0 keeps them.
+	RetainDead time.Duration `env:"RELAY_RETAIN_DEAD"`
+	// PurgeInterval is how often the relay runs retention, in small
+	// batches. Default 10m; 0 disables purging by the relay.
+	PurgeInterval time.Duration `env:"RELAY_PURGE_INTERVAL"`
 }
 
 // Defaults returns a Config holding every default.
@@ -123,6 +140,10 @@ func Defaults() Config {
 		TokenTTL:        DefaultTokenTTL,
 		LogFormat:       "text",
 		LogLevel:        "info",
+		AdminAddr:       DefaultAdminAddr,
+		RetainDelivered: DefaultRetainDelivered,
+		RetainDead:      DefaultRetainDead,
+		PurgeInterval:   DefaultPurgeInterval,
 	}
 }
 
@@ -185,6 +206,10 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	str(&c.RelayID, "RELAY_ID")
 	str(&c.LogFormat, "LOG_FORMAT")
 	str(&c.LogLevel, "LOG_LEVEL")
+	str(&c.AdminAddr, "RELAY_ADMIN_ADDR")
+	dur(&c.RetainDelivered, "RELAY_RETAIN_DELIVERED")
+	dur(&c.RetainDead, "RELAY_RETAIN_DEAD")
+	dur(&c.PurgeInterval, "RELAY_PURGE_INTERVAL")
 	return c, errors.Join(errs...)
 }
 
@@ -213,6 +238,10 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RelayID, "relay-id", c.RelayID, "name of this relay in leases (env RELAY_ID)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json (env LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (env LOG_LEVEL)")
+	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "metrics/health address, or off (env RELAY_ADMIN_ADDR)")
+	fs.DurationVar(&c.RetainDelivered, "retain-delivered", c.RetainDelivered, "purge delivered events older than this, 0 = keep (env RELAY_RETAIN_DELIVERED)")
+	fs.DurationVar(&c.RetainDead, "retain-dead", c.RetainDead, "purge dead events older than this, 0 = keep (env RELAY_RETAIN_DEAD)")
+	fs.DurationVar(&c.PurgeInterval, "purge-interval", c.PurgeInterval, "how often the relay purges, 0 = never (env RELAY_PURGE_INTERVAL)")
 }
 
 // redactedURL is a string flag whose value is displayed through RedactURL,
@@ -300,6 +329,14 @@ func (c *Config) Validate() error {
 	default:
 		add("LOG_LEVEL=%q must be debug, info, warn or error", c.LogLevel)
 	}
+	if c.AdminAddr != "off" {
+		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+			add("RELAY_ADMIN_ADDR=%q is not host:port (e.g. :9090) or off", c.AdminAddr)
+		}
+	}
+	durRange("RELAY_RETAIN_DELIVERED", c.RetainDelivered, 0, 10*365*24*time.Hour)
+	durRange("RELAY_RETAIN_DEAD", c.RetainDead, 0, 10*365*24*time.Hour)
+	durRange("RELAY_PURGE_INTERVAL", c.PurgeInterval, 0, 7*24*time.Hour)
 	return errors.Join(errs...)
 }
 

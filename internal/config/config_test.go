@@ -105,6 +105,10 @@ func TestFromEnvDefaults(t *testing.T) {
 		TokenTTL:        time.Hour,
 		LogFormat:       "text",
 		LogLevel:        "info",
+		AdminAddr:       ":9090",
+		RetainDelivered: 7 * 24 * time.Hour,
+		RetainDead:      30 * 24 * time.Hour,
+		PurgeInterval:   10 * time.Minute,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults = %+v\nwant       %+v", c, want)
@@ -134,6 +138,10 @@ func TestFromEnvOverridesEveryVariable(t *testing.T) {
 		"RELAY_ID":                 "relay-a",
 		"LOG_FORMAT":               "json",
 		"LOG_LEVEL":                "debug",
+		"RELAY_ADMIN_ADDR":         "127.0.0.1:9191",
+		"RELAY_RETAIN_DELIVERED":   "24h",
+		"RELAY_RETAIN_DEAD":        "0s",
+		"RELAY_PURGE_INTERVAL":     "1m",
 	}
 	want := config.Config{
 		DatabaseURL:     "postgres://relay:pw@db.internal:6543/outbox?sslmode=require",
@@ -157,6 +165,10 @@ func TestFromEnvOverridesEveryVariable(t *testing.T) {
 		RelayID:         "relay-a",
 		LogFormat:       "json",
 		LogLevel:        "debug",
+		AdminAddr:       "127.0.0.1:9191",
+		RetainDelivered: 24 * time.Hour,
+		RetainDead:      0,
+		PurgeInterval:   time.Minute,
 	}
 	// Every variable of Config is in this test, and every one changes its
 	// field away from the default (so a variable FromEnv ignores shows).

@@ -29,13 +29,17 @@ const (
 
 // Event is one claimed outbox row.
 type Event struct {
-	ID        int64     // outbox.id
-	EventID   string    // outbox.event_id (uuid text), also the payload's eventId
-	Name      string    // App Event name, e.g. "Lead Created"
-	UserID    string    // Connected User (token sub)
-	Payload   []byte    // the jsonb payload as JSON text, byte for byte
-	Attempt   int32     // the attempt this claim counts (1-based)
-	CreatedAt time.Time // when the event was written
+	ID      int64  // outbox.id
+	EventID string // outbox.event_id (uuid text), also the payload's eventId
+	Name    string // App Event name, e.g. "Lead Created"
+	UserID  string // Connected User (token sub)
+	Payload []byte // the jsonb payload as JSON text, byte for byte
+	Attempt int32  // the attempt this claim counts (1-based, never reset)
+	// AttemptsBase is outbox.attempts_base: the attempt count when an
+	// operator last re-drove the event. Attempt - AttemptsBase is the number
+	// of attempts spent since, which RELAY_MAX_ATTEMPTS limits.
+	AttemptsBase int32
+	CreatedAt    time.Time // when the event was written
 }
 
 // Outcome is what a finished attempt did to its row.
@@ -83,7 +87,26 @@ var (
 	qRelease      = relaysql.Query("release")
 	qExtendLeases = relaysql.Query("extend_leases")
 	qRescue       = relaysql.Query("rescue_expired")
+	qGauges       = relaysql.Query("gauges")
 )
+
+// Gauges are backlog figures for metrics.
+type Gauges struct {
+	Pending, InFlight, Dead int64
+	OldestPendingSeconds    float64 // age of the oldest pending or in-flight event; 0 if none
+}
+
+// ReadGauges counts pending, in-flight and dead rows and the age of the
+// oldest undelivered one.
+func (s *Store) ReadGauges(ctx context.Context) (Gauges, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var g Gauges
+	if err := s.pool.QueryRow(ctx, qGauges).Scan(&g.Pending, &g.InFlight, &g.Dead, &g.OldestPendingSeconds); err != nil {
+		return g, fmt.Errorf("read outbox gauges: %w", err)
+	}
+	return g, nil
+}
 
 // Claim takes up to limit due pending events for relayID, marking them
 // in_flight with a lease of the given length and counting the attempt.
@@ -99,7 +122,7 @@ func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time
 	var payload string
 	for rows.Next() {
 		var e Event
-		if err := rows.Scan(&e.ID, &e.EventID, &e.Name, &e.UserID, &payload, &e.Attempt, &e.CreatedAt); err != nil {
+		if err := rows.Scan(&e.ID, &e.EventID, &e.Name, &e.UserID, &payload, &e.Attempt, &e.AttemptsBase, &e.CreatedAt); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("claim outbox rows: scan: %w", err)
 		}

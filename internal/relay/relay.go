@@ -54,6 +54,8 @@ type Config struct {
 	BreakerMinCooldown, BreakerMaxCooldown time.Duration
 	// Metrics receives the relay's measurements; nil creates unregistered ones.
 	Metrics *Metrics
+	// GaugeInterval is how often backlog gauges are read; default 10s.
+	GaugeInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -92,6 +94,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.BreakerMaxCooldown < c.BreakerMinCooldown {
 		c.BreakerMaxCooldown = max(time.Minute, c.BreakerMinCooldown)
+	}
+	if c.GaugeInterval <= 0 {
+		c.GaugeInterval = 10 * time.Second
 	}
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
@@ -210,8 +215,9 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	upkeepCtx, stopUpkeep := context.WithCancel(bg)
 	var upkeep sync.WaitGroup
-	upkeep.Add(2)
+	upkeep.Add(3)
 	go func() { defer upkeep.Done(); r.leaseLoop(upkeepCtx) }()
+	go func() { defer upkeep.Done(); r.gaugeLoop(upkeepCtx) }()
 	go func() { defer upkeep.Done(); r.rescueLoop(upkeepCtx) }()
 
 	r.claimLoop(ctx, bg, work)
@@ -469,12 +475,12 @@ func (r *Relay) decide(ev outbox.Event, res paragon.Result) outbox.Result {
 		// URL); that is never the event's fault, so it never exhausts
 		// attempts. Nor does a failure while the breaker is open (an outage).
 		configProblem := res.Status == 401 || res.Status == 403 || res.Status == 404
-		if int(ev.Attempt) >= r.cfg.MaxAttempts && !configProblem && !r.breaker.isOpen() {
+		if int(ev.Attempt-ev.AttemptsBase) >= r.cfg.MaxAttempts && !configProblem && !r.breaker.isOpen() {
 			out.Outcome = outbox.OutcomeDead
-			out.Error = fmt.Sprintf("gave up after %d attempts: %s", ev.Attempt, out.Error)
+			out.Error = fmt.Sprintf("gave up after %d attempts: %s", ev.Attempt-ev.AttemptsBase, out.Error)
 		} else {
 			out.Outcome = outbox.OutcomeRetry
-			d := Backoff(ev.Attempt, r.cfg.BackoffBase, r.cfg.BackoffMax, rand.Float64())
+			d := Backoff(ev.Attempt-ev.AttemptsBase, r.cfg.BackoffBase, r.cfg.BackoffMax, rand.Float64())
 			out.RetryDelay = max(d, res.RetryAfter)
 		}
 	}
@@ -588,6 +594,28 @@ func (r *Relay) leaseLoop(ctx context.Context) {
 		if _, err := r.store.ExtendLeases(ctx, r.cfg.RelayID, ids, r.cfg.Lease); err != nil && ctx.Err() == nil {
 			r.m.DBErrors.WithLabelValues("extend_leases").Inc()
 			r.log.Warn("extend leases failed", slog.Int("rows", len(ids)), slog.Any("error", err))
+		}
+	}
+}
+
+// gaugeLoop refreshes the backlog gauges every GaugeInterval.
+func (r *Relay) gaugeLoop(ctx context.Context) {
+	t := time.NewTicker(r.cfg.GaugeInterval)
+	defer t.Stop()
+	for {
+		g, err := r.store.ReadGauges(ctx)
+		if err == nil {
+			r.m.Pending.Set(float64(g.Pending))
+			r.m.InFlight.Set(float64(g.InFlight))
+			r.m.Dead.Set(float64(g.Dead))
+			r.m.OldestPendingSeconds.Set(g.OldestPendingSeconds)
+		} else if ctx.Err() == nil {
+			r.m.DBErrors.WithLabelValues("gauges").Inc()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

@@ -95,10 +95,15 @@ func server() (string, error) {
 // stops the Postgres container, if one was started, after the tests.
 func Main(m *testing.M) {
 	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
+
+// Stop terminates the Postgres container, if this process started one.
+func Stop() {
 	if container != nil {
 		_ = testcontainers.TerminateContainer(container)
 	}
-	os.Exit(code)
 }
 
 // URL returns the server URL or fails the test with instructions.
@@ -155,7 +160,8 @@ func ensureTemplate(ctx context.Context, admin *pgx.Conn, base, tmpl string) err
 		// Ids beyond 2^31 everywhere: any int32 on the id path fails a test.
 		_, err = pool.Exec(ctx, `
 			ALTER TABLE leads ALTER COLUMN id RESTART WITH 3000000000;
-			ALTER TABLE outbox ALTER COLUMN id RESTART WITH 5000000000`)
+			ALTER TABLE outbox ALTER COLUMN id RESTART WITH 5000000000;
+			ALTER TABLE outbox_redrives ALTER COLUMN id RESTART WITH 7000000000`)
 	}
 	pool.Close()
 	if err != nil {

@@ -1,0 +1,536 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paragon-outbox/outbox-relay/internal/operator"
+	"github.com/paragon-outbox/outbox-relay/internal/operator/operatortest"
+	"github.com/paragon-outbox/outbox-relay/internal/testdb"
+)
+
+const cmdErr500 = "paragon answered 500 Internal Server Error: upstream"
+
+// operatorDB returns a fresh migrated database that DATABASE_URL points at,
+// with every other setting cleared.
+func operatorDB(t *testing.T) *testdb.Database {
+	t.Helper()
+	clearEnv(t)
+	db := testdb.New(t)
+	t.Setenv("DATABASE_URL", db.URL)
+	return db
+}
+
+func opID(r operatortest.Row) string { return strconv.FormatInt(r.ID, 10) }
+
+// outboxState returns status, attempts, attempts_base of an outbox row.
+func outboxState(t *testing.T, pool *pgxpool.Pool, id int64) string {
+	t.Helper()
+	var status string
+	var attempts, base int
+	err := pool.QueryRow(context.Background(), `SELECT status, attempts, attempts_base FROM outbox WHERE id = $1`, id).Scan(&status, &attempts, &base)
+	if err == pgx.ErrNoRows {
+		return "gone"
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%s/%d/%d", status, attempts, base)
+}
+
+func opCount(t *testing.T, pool *pgxpool.Pool, query string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := pool.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestInspectCommand(t *testing.T) {
+	db := operatorDB(t)
+	row := operatortest.Add(t, db.Pool, operatortest.Event{User: "usr_1", Status: "dead", Attempts: 2, LastError: cmdErr500, HTTPStatus: 500})
+	if _, err := operator.Redrive(context.Background(), db.Pool, operator.Filter{IDs: []int64{row.ID}}, "alice", "incident 42 over", false); err != nil {
+		t.Fatal(err)
+	}
+	lead := "lead:" + strconv.FormatInt(row.LeadID, 10)
+
+	for _, ref := range []string{opID(row), lead, row.EventID} {
+		t.Run("text "+ref, func(t *testing.T) {
+			code, stdout, stderr := runCmd(t, "inspect", ref)
+			if code != 0 {
+				t.Fatalf("code %d: %s", code, stderr)
+			}
+			q := regexp.QuoteMeta
+			for _, want := range []string{
+				`^Event ` + opID(row) + `\n`,
+				`\n  event_id +` + row.EventID + `\n`,
+				`\n  lead +` + strconv.FormatInt(row.LeadID, 10) + `\n`,
+				`\n  status +pending\n`,
+				`\n  attempts +2 \(0 since the last re-drive\)\n`,
+				`\n  next_attempt_at +\S+ \(due now\)\n`,
+				`\nPayload\n  \{\n    "email": "ada@example.com",\n    "leadId": ` + strconv.FormatInt(row.LeadID, 10) + `,\n`,
+				`\n    "eventId": "` + row.EventID + `",\n`,
+				`\nAttempts\n  # +started_at +took +relay +http +outcome\n`,
+				`\n  1  \S+  100ms  relay-a  500   ` + q(cmdErr500) + `\n`,
+				`\n  2  \S+  100ms  relay-a  500   ` + q(cmdErr500) + `\n`,
+				`\nRe-drives\n  at +by +reason +was\n  \S+  alice  incident 42 over  dead after 2 attempts: ` + q(cmdErr500) + `\n$`,
+			} {
+				if !regexp.MustCompile(want).MatchString(stdout) {
+					t.Errorf("output does not match %s:\n%s", want, stdout)
+				}
+			}
+			if n := len(regexp.MustCompile(`(?m)^  [12]  \d{4}-`).FindAllString(stdout, -1)); n != 2 {
+				t.Errorf("attempt table has %d rows, want 2:\n%s", n, stdout)
+			}
+		})
+	}
+
+	// -json before or after the reference.
+	for _, args := range [][]string{{"inspect", "-json", strings.ToUpper(row.EventID)}, {"inspect", lead, "-json"}} {
+		code, stdout, stderr := runCmd(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: code %d: %s", args, code, stderr)
+		}
+		var in operator.Inspection
+		if err := json.Unmarshal([]byte(stdout), &in); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, stdout)
+		}
+		var payload struct{ EventID string }
+		if err := json.Unmarshal(in.Event.Payload, &payload); err != nil {
+			t.Fatal(err)
+		}
+		if in.Event.ID != row.ID || payload.EventID != row.EventID || len(in.Attempts) != 2 || len(in.Redrives) != 1 || in.Redrives[0].RedrivenBy != "alice" {
+			t.Errorf("%v: %+v", args, in)
+		}
+	}
+
+	// Not found: exit 1, saying what was looked for.
+	for _, ref := range []string{"1", strconv.FormatInt(row.LeadID, 10), "lead:1", "0190f3c4-7a1b-7c2d-8e3f-0123456789ab"} {
+		code, stdout, stderr := runCmd(t, "inspect", ref)
+		if code != 1 || stdout != "" || !strings.Contains(stderr, "no outbox event matches "+ref) {
+			t.Errorf("inspect %s: code %d, stdout %q, stderr %q", ref, code, stdout, stderr)
+		}
+	}
+	// Bad invocations: exit 2.
+	for _, args := range [][]string{{"inspect"}, {"inspect", "lead:x"}, {"inspect", "abc"}, {"inspect", "1", "2"}} {
+		if code, _, stderr := runCmd(t, args...); code != 2 || !strings.Contains(stderr, "usage") {
+			t.Errorf("%v: code %d, stderr %q", args, code, stderr)
+		}
+	}
+}
+
+// retryMix: dead events differing in user, error and time of death, plus
+// live ones sharing user and error that retry must never touch.
+type retryMix struct{ d1, d2, d3, p1, f1, ok1 operatortest.Row }
+
+func newRetryMix(t *testing.T, pool *pgxpool.Pool) retryMix {
+	add := func(e operatortest.Event) operatortest.Row { return operatortest.Add(t, pool, e) }
+	return retryMix{
+		d1:  add(operatortest.Event{User: "usr_a", Status: "dead", Attempts: 25, LastError: "gave up after 25 attempts: " + cmdErr500, HTTPStatus: 500, CreatedAgo: 5 * time.Hour}),
+		d2:  add(operatortest.Event{User: "usr_a", Status: "dead", Attempts: 1, LastError: "rejected, not retried: paragon answered 422 Unprocessable Entity", HTTPStatus: 422, CreatedAgo: 20 * time.Minute}),
+		d3:  add(operatortest.Event{User: "usr_b", Status: "dead", Attempts: 25, LastError: "gave up after 25 attempts: " + cmdErr500, HTTPStatus: 500, CreatedAgo: 40 * time.Minute}),
+		p1:  add(operatortest.Event{User: "usr_a", Attempts: 3, LastError: cmdErr500, HTTPStatus: 500, NextAttemptIn: time.Minute}),
+		f1:  add(operatortest.Event{User: "usr_b", Status: "in_flight", Attempts: 2, LastError: cmdErr500, HTTPStatus: 500, LeaseExpiresIn: time.Minute}),
+		ok1: add(operatortest.Event{User: "usr_a", Status: "delivered", Attempts: 1, DeliveredAgo: time.Minute}),
+	}
+}
+
+func (m retryMix) all() []operatortest.Row {
+	return []operatortest.Row{m.d1, m.d2, m.d3, m.p1, m.f1, m.ok1}
+}
+
+func TestRetryCommand(t *testing.T) {
+	cases := []struct {
+		name  string
+		args  func(m retryMix) []string
+		moved func(m retryMix) []operatortest.Row
+		out   []string
+	}{
+		{"ids", func(m retryMix) []string { return []string{"-id", opID(m.d1) + ", " + opID(m.p1) + "," + opID(m.ok1)} },
+			func(m retryMix) []operatortest.Row { return []operatortest.Row{m.d1} },
+			[]string{"Re-drove 1 dead event to pending (due now)", "Untouched (not dead, not matching the other filters, or no such event): "}},
+		{"user", func(m retryMix) []string { return []string{"-user", "usr_a"} },
+			func(m retryMix) []operatortest.Row { return []operatortest.Row{m.d1, m.d2} },
+			[]string{"Re-drove 2 dead events"}},
+		{"error text", func(m retryMix) []string { return []string{"-error", "500 internal SERVER"} },
+			func(m retryMix) []operatortest.Row { return []operatortest.Row{m.d1, m.d3} },
+			[]string{"Re-drove 2 dead events", "gave up after 25 attempts: " + cmdErr500}},
+		{"since a duration ago", func(m retryMix) []string { return []string{"-since", "1h"} },
+			func(m retryMix) []operatortest.Row { return []operatortest.Row{m.d2, m.d3} },
+			[]string{"Re-drove 2 dead events"}},
+		{"since an RFC3339 time", func(m retryMix) []string {
+			return []string{"-since", time.Now().Add(-30 * time.Minute).UTC().Format(time.RFC3339)}
+		},
+			func(m retryMix) []operatortest.Row { return []operatortest.Row{m.d2} },
+			[]string{"Re-drove 1 dead event"}},
+		{"filters combine", func(m retryMix) []string { return []string{"-user", "usr_a", "-error", "500"} },
+			func(m retryMix) []operatortest.Row { return []operatortest.Row{m.d1} },
+			[]string{"Re-drove 1 dead event"}},
+		{"all", func(m retryMix) []string { return []string{"-all"} },
+			func(m retryMix) []operatortest.Row { return []operatortest.Row{m.d1, m.d2, m.d3} },
+			[]string{"Re-drove 3 dead events"}},
+		{"nothing matches", func(m retryMix) []string { return []string{"-user", "usr_nobody"} },
+			func(m retryMix) []operatortest.Row { return nil },
+			[]string{"No dead event matches; nothing was re-driven."}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			db := operatorDB(t)
+			m := newRetryMix(t, db.Pool)
+			before := map[int64]string{}
+			for _, r := range m.all() {
+				before[r.ID] = outboxState(t, db.Pool, r.ID)
+			}
+			attempts := opCount(t, db.Pool, `SELECT count(*) FROM outbox_attempts`)
+			moved := tc.moved(m)
+
+			// Dry run first: same list, nothing changes.
+			code, stdout, stderr := runCmd(t, append([]string{"retry", "-dry-run"}, tc.args(m)...)...)
+			if code != 0 {
+				t.Fatalf("dry run: code %d: %s", code, stderr)
+			}
+			if len(moved) > 0 && !strings.Contains(stdout, fmt.Sprintf("Dry run: would re-drive %s to pending (due now). Nothing was changed.", retryDeadEvents(int64(len(moved))))) {
+				t.Errorf("dry run output:\n%s", stdout)
+			}
+			for _, r := range m.all() {
+				if got := outboxState(t, db.Pool, r.ID); got != before[r.ID] {
+					t.Fatalf("dry run changed %d: %s -> %s", r.ID, before[r.ID], got)
+				}
+			}
+			if n := opCount(t, db.Pool, `SELECT count(*) FROM outbox_redrives`); n != 0 {
+				t.Fatalf("dry run recorded %d re-drives", n)
+			}
+
+			code, stdout, stderr = runCmd(t, append([]string{"retry", "-by", "alice", "-reason", "fixed upstream"}, tc.args(m)...)...)
+			if code != 0 {
+				t.Fatalf("code %d: %s", code, stderr)
+			}
+			for _, w := range tc.out {
+				if !strings.Contains(stdout, w) {
+					t.Errorf("output lacks %q:\n%s", w, stdout)
+				}
+			}
+			for _, r := range m.all() {
+				got := outboxState(t, db.Pool, r.ID)
+				if slices.Contains(moved, r) {
+					var attempts int
+					fmt.Sscanf(strings.Split(before[r.ID], "/")[1], "%d", &attempts)
+					if want := fmt.Sprintf("pending/%d/%d", attempts, attempts); got != want {
+						t.Errorf("%d: %s, want %s", r.ID, got, want)
+					}
+					if !strings.Contains(stdout, "\n  "+opID(r)+"  ") {
+						t.Errorf("output does not list %d:\n%s", r.ID, stdout)
+					}
+					if n := opCount(t, db.Pool, `SELECT count(*) FROM outbox_redrives WHERE outbox_id = $1 AND redriven_by = 'alice'
+						AND reason = 'fixed upstream' AND previous_status = 'dead'`, r.ID); n != 1 {
+						t.Errorf("%d: %d matching outbox_redrives rows, want 1", r.ID, n)
+					}
+				} else if got != before[r.ID] {
+					t.Errorf("%d not selected but changed: %s -> %s", r.ID, before[r.ID], got)
+				}
+			}
+			if n := opCount(t, db.Pool, `SELECT count(*) FROM outbox_redrives`); n != int64(len(moved)) {
+				t.Errorf("%d re-drives recorded, want %d", n, len(moved))
+			}
+			if n := opCount(t, db.Pool, `SELECT count(*) FROM outbox_attempts`); n != attempts {
+				t.Errorf("outbox_attempts went from %d to %d rows: history must be kept", attempts, n)
+			}
+		})
+	}
+}
+
+func TestRetryCommandRefusals(t *testing.T) {
+	db := operatorDB(t)
+	m := newRetryMix(t, db.Pool)
+	t.Setenv("USER", "")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"retry"}, "refusing to re-drive every dead event"},
+		{[]string{"retry", "-by", "alice"}, "refusing to re-drive every dead event"},
+		{[]string{"retry", "-id", ""}, "refusing to re-drive every dead event"},
+		{[]string{"retry", "-user", "usr_a"}, "-by is required"},
+		{[]string{"retry", "-id", "1,x", "-by", "a"}, `-id: "x" is not an outbox id`},
+		{[]string{"retry", "-id", "-5", "-by", "a"}, `-id: "-5" is not an outbox id`},
+		{[]string{"retry", "-since", "yesterday", "-by", "a"}, `-since: "yesterday" is neither an RFC3339 time`},
+		{[]string{"retry", "-all", "extra", "-by", "a"}, "unexpected arguments"},
+	} {
+		code, stdout, stderr := runCmd(t, tc.args...)
+		if code != 2 || stdout != "" || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: code %d, stdout %q, stderr %q; want exit 2 and %q", tc.args, code, stdout, stderr, tc.want)
+		}
+	}
+	if n := opCount(t, db.Pool, `SELECT count(*) FROM outbox WHERE status = 'dead'`); n != 3 {
+		t.Fatalf("%d dead left, want all 3", n)
+	}
+	// -by defaults to $USER.
+	t.Setenv("USER", "carol")
+	if code, _, stderr := runCmd(t, "retry", "-id", opID(m.d2)); code != 0 {
+		t.Fatalf("code %d: %s", code, stderr)
+	}
+	if n := opCount(t, db.Pool, `SELECT count(*) FROM outbox_redrives WHERE outbox_id = $1 AND redriven_by = 'carol' AND reason IS NULL`, m.d2.ID); n != 1 {
+		t.Fatalf("re-drive by $USER not recorded")
+	}
+}
+
+func TestPurgeCommand(t *testing.T) {
+	db := operatorDB(t)
+	const day = 24 * time.Hour
+	add := func(e operatortest.Event) operatortest.Row { return operatortest.Add(t, db.Pool, e) }
+	oldDelivered := add(operatortest.Event{User: "u", Status: "delivered", Attempts: 3, LastError: "flaky", CreatedAgo: 9 * day, DeliveredAgo: 8 * day})
+	newDelivered := add(operatortest.Event{User: "u", Status: "delivered", Attempts: 1, CreatedAgo: 2 * day, DeliveredAgo: day})
+	oldDead := add(operatortest.Event{User: "u", Status: "dead", Attempts: 2, LastError: "rejected", CreatedAgo: 31 * day})
+	newDead := add(operatortest.Event{User: "u", Status: "dead", Attempts: 2, LastError: "rejected", CreatedAgo: 10 * day})
+	oldPending := add(operatortest.Event{User: "u", Attempts: 4, LastError: "503", CreatedAgo: 90 * day})
+	oldInFlight := add(operatortest.Event{User: "u", Status: "in_flight", Attempts: 2, CreatedAgo: 90 * day, LeaseExpiresIn: -time.Hour})
+	ids := func() []int64 {
+		rows, err := db.Pool.Query(context.Background(), `SELECT id FROM outbox ORDER BY id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	all := ids()
+
+	code, stdout, stderr := runCmd(t, "purge", "-dry-run")
+	if code != 0 || !strings.Contains(stdout, "Dry run: would delete 2 events: 1 delivered more than 168h0m0s ago, 1 dead written more than 720h0m0s ago") {
+		t.Fatalf("dry run: code %d\n%s%s", code, stdout, stderr)
+	}
+	if !slices.Equal(ids(), all) {
+		t.Fatal("dry run deleted rows")
+	}
+
+	code, stdout, stderr = runCmd(t, "purge")
+	if code != 0 || !strings.Contains(stdout, "Deleted 2 events (delivered more than 168h0m0s ago, dead written more than 720h0m0s ago)") {
+		t.Fatalf("purge: code %d\n%s%s", code, stdout, stderr)
+	}
+	want := []int64{newDelivered.ID, newDead.ID, oldPending.ID, oldInFlight.ID}
+	slices.Sort(want)
+	if got := ids(); !slices.Equal(got, want) {
+		t.Fatalf("left %v, want %v", got, want)
+	}
+	if n := opCount(t, db.Pool, `SELECT count(*) FROM outbox_attempts WHERE outbox_id = ANY($1)`, []int64{oldDelivered.ID, oldDead.ID}); n != 0 {
+		t.Fatalf("%d attempts of purged events left", n)
+	}
+	if n := opCount(t, db.Pool, `SELECT count(*) FROM outbox_attempts`); n != 1+2+4+1 {
+		t.Fatalf("%d attempts left, want the kept events' 8", n)
+	}
+
+	code, stdout, stderr = runCmd(t, "purge", "-delivered-age", "1h", "-dead-age", "1h", "-batch", "1")
+	if code != 0 || !strings.Contains(stdout, "Deleted 2 events (delivered more than 1h0m0s ago, dead written more than 1h0m0s ago)") {
+		t.Fatalf("purge with short ages: code %d\n%s%s", code, stdout, stderr)
+	}
+	if got, want := ids(), []int64{oldPending.ID, oldInFlight.ID}; !slices.Equal(got, want) {
+		t.Fatalf("left %v, want only pending and in-flight %v", got, want)
+	}
+
+	for _, args := range [][]string{{"purge", "-batch", "0"}, {"purge", "-dead-age", "0s"}, {"purge", "-delivered-age", "-1h"}, {"purge", "now"}} {
+		if code, _, stderr := runCmd(t, args...); code != 2 || !strings.Contains(stderr, "usage") {
+			t.Errorf("%v: code %d, %s", args, code, stderr)
+		}
+	}
+}
+
+// doctorEnv sets up a configuration on which every doctor check passes and
+// returns the key's PEM text (to check it is never printed).
+func doctorEnv(t *testing.T) (keyPEM string) {
+	t.Helper()
+	clearEnv(t)
+	db := testdb.New(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "not found", http.StatusNotFound)
+	}))
+	t.Cleanup(srv.Close)
+	keyPath, keyPEM := writeKey(t)
+	t.Setenv("DATABASE_URL", db.URL)
+	t.Setenv("PARAGON_PROJECT_ID", "proj-123")
+	t.Setenv("PARAGON_SIGNING_KEY_FILE", keyPath)
+	t.Setenv("PARAGON_BASE_URL", srv.URL)
+	return keyPEM
+}
+
+// doctorLine returns the report line of check name.
+func doctorLine(t *testing.T, stdout, name string) string {
+	t.Helper()
+	for _, l := range strings.Split(stdout, "\n") {
+		if len(l) > 6 && strings.HasPrefix(l[6:], name+" ") {
+			return l
+		}
+	}
+	t.Fatalf("no %q line in:\n%s", name, stdout)
+	return ""
+}
+
+func TestDoctorPassesOnAGoodSetup(t *testing.T) {
+	keyPEM := doctorEnv(t)
+	code, stdout, stderr := runCmd(t, "doctor")
+	if code != 0 {
+		t.Fatalf("code %d\n%s%s", code, stdout, stderr)
+	}
+	base := os.Getenv("PARAGON_BASE_URL")
+	for name, want := range map[string]string{
+		"database":       "OK    database        connected to " + os.Getenv("DATABASE_URL") + " (PostgreSQL ",
+		"migrations":     "OK    migrations      all 2 migrations applied (latest 00002)",
+		"signing key":    "OK    signing key     RSA 2048-bit private key from PARAGON_SIGNING_KEY_FILE (" + os.Getenv("PARAGON_SIGNING_KEY_FILE") + ")",
+		"project id":     "OK    project id      PARAGON_PROJECT_ID=proj-123",
+		"user token":     `OK    user token      minted an RS256 token (sub "outbox-relay-doctor", aud "useparagon.com/proj-123", valid for 1h0m0s) and verified it with the public key`,
+		"paragon":        "OK    paragon         PARAGON_BASE_URL=" + base + " answered HTTP 404 Not Found in ",
+		"relay settings": "OK    relay settings  RELAY_* and LOG_* settings are valid",
+	} {
+		if l := doctorLine(t, stdout, name); !strings.HasPrefix(l, want) {
+			t.Errorf("line %q\nwant prefix %q", l, want)
+		}
+	}
+	if !strings.HasSuffix(stdout, "All 7 checks passed.\n") || strings.Contains(stdout, "warning") {
+		t.Errorf("output:\n%s", stdout)
+	}
+	lines := strings.Split(strings.TrimSpace(keyPEM), "\n")
+	for _, l := range lines[1 : len(lines)-1] {
+		if strings.Contains(stdout+stderr, l) {
+			t.Fatal("doctor printed key material")
+		}
+	}
+}
+
+func TestDoctorFailsWithExactReasons(t *testing.T) {
+	closedPort := func(t *testing.T) string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		return "http://" + addr
+	}
+	cases := []struct {
+		name  string
+		setup func(t *testing.T)
+		want  map[string]string // check -> its whole line (prefix with "~" for a prefix match)
+	}{
+		{"unmigrated database", func(t *testing.T) { t.Setenv("DATABASE_URL", testdb.NewEmpty(t).URL) }, map[string]string{
+			"migrations": "FAIL  migrations      database schema is behind this binary: run `outbox-relay migrate up` (missing versions [1 2])",
+		}},
+		{"garbage key", func(t *testing.T) {
+			t.Setenv("PARAGON_SIGNING_KEY_FILE", "")
+			t.Setenv("PARAGON_SIGNING_KEY", "not a key")
+		}, map[string]string{
+			"signing key": "FAIL  signing key     PARAGON_SIGNING_KEY: bad Paragon signing key: no PEM block found (expected -----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----)",
+			"user token":  "FAIL  user token      not checked: needs a signing key and PARAGON_PROJECT_ID",
+		}},
+		{"key file missing", func(t *testing.T) { t.Setenv("PARAGON_SIGNING_KEY_FILE", "/nonexistent/key.pem") }, map[string]string{
+			"signing key": `FAIL  signing key     PARAGON_SIGNING_KEY_FILE: cannot read "/nonexistent/key.pem": no such file or directory`,
+			"user token":  "FAIL  user token      not checked: needs a signing key and PARAGON_PROJECT_ID",
+		}},
+		{"public key instead of private", func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "pub.pem")
+			if err := os.WriteFile(p, []byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("PARAGON_SIGNING_KEY_FILE", p)
+		}, map[string]string{
+			"signing key": "FAIL  signing key     PARAGON_SIGNING_KEY_FILE: bad Paragon signing key: PEM block is a public key; the relay needs the private signing key",
+			"user token":  "FAIL  user token      not checked: needs a signing key and PARAGON_PROJECT_ID",
+		}},
+		{"two key sources", func(t *testing.T) { t.Setenv("PARAGON_SIGNING_KEY", "x") }, map[string]string{
+			"signing key": "FAIL  signing key     set only one of PARAGON_SIGNING_KEY and PARAGON_SIGNING_KEY_FILE",
+			"user token":  "FAIL  user token      not checked: needs a signing key and PARAGON_PROJECT_ID",
+		}},
+		{"no project id", func(t *testing.T) { t.Setenv("PARAGON_PROJECT_ID", "") }, map[string]string{
+			"project id": "FAIL  project id      PARAGON_PROJECT_ID is not set (your Paragon project id, from the dashboard)",
+			"user token": "FAIL  user token      not checked: needs a signing key and PARAGON_PROJECT_ID",
+		}},
+		{"unreachable base URL", func(t *testing.T) { t.Setenv("PARAGON_BASE_URL", closedPort(t)) }, map[string]string{
+			"paragon": "~FAIL  paragon         PARAGON_BASE_URL=http://127.0.0.1:",
+		}},
+		{"base URL not http", func(t *testing.T) { t.Setenv("PARAGON_BASE_URL", "api.useparagon.com") }, map[string]string{
+			"paragon": `FAIL  paragon         PARAGON_BASE_URL="api.useparagon.com" is not an http(s) URL`,
+		}},
+		{"database unreachable", func(t *testing.T) {
+			t.Setenv("DATABASE_URL", "postgres://u:s3cretpw@127.0.0.1:1/db?connect_timeout=2")
+		}, map[string]string{
+			"database":   "~FAIL  database        cannot reach the database at DATABASE_URL (postgres://u:xxxxx@127.0.0.1:1/db?connect_timeout=2): ",
+			"migrations": "FAIL  migrations      not checked: no database connection",
+		}},
+		{"bad relay settings", func(t *testing.T) {
+			t.Setenv("RELAY_LEASE", "5s")
+			t.Setenv("RELAY_CONCURRENCY", "lots")
+		}, map[string]string{
+			"relay settings": `FAIL  relay settings  RELAY_CONCURRENCY="lots" is not a whole number; RELAY_LEASE=5s must exceed RELAY_SEND_TIMEOUT=10s by at least 10s, or a live relay's lease could expire mid-send`,
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			doctorEnv(t)
+			tc.setup(t)
+			code, stdout, stderr := runCmd(t, "doctor")
+			if code != 1 {
+				t.Fatalf("code %d, want 1\n%s%s", code, stdout, stderr)
+			}
+			failed := strings.Count(stdout, "\nFAIL  ") + map[bool]int{true: 1}[strings.HasPrefix(stdout, "FAIL  ")]
+			if failed != len(tc.want) || !strings.Contains(stderr, fmt.Sprintf("outbox-relay doctor: %d of 7 checks failed", failed)) {
+				t.Errorf("%d checks failed, want %d (%v); stderr %q\n%s", failed, len(tc.want), tc.want, stderr, stdout)
+			}
+			for name, want := range tc.want {
+				l := doctorLine(t, stdout, name)
+				if p, prefix := strings.CutPrefix(want, "~"); prefix {
+					if !strings.HasPrefix(l, p) {
+						t.Errorf("line %q\nwant prefix %q", l, p)
+					}
+				} else if l != want {
+					t.Errorf("line %q\nwant      %q", l, want)
+				}
+			}
+			if strings.Contains(stdout+stderr, "s3cretpw") {
+				t.Fatal("doctor printed the database password")
+			}
+		})
+	}
+	// The closed port's failure carries the network error.
+	t.Run("unreachable reason", func(t *testing.T) {
+		doctorEnv(t)
+		u := closedPort(t)
+		t.Setenv("PARAGON_BASE_URL", u)
+		_, stdout, _ := runCmd(t, "doctor")
+		if l := doctorLine(t, stdout, "paragon"); !strings.Contains(l, "PARAGON_BASE_URL="+u+" is unreachable: ") || !strings.Contains(l, "connection refused") {
+			t.Errorf("line %q", l)
+		}
+	})
+}
+
+// TestDoctorWarnsAboutAReadableKeyFile: a group/world-readable key passes
+// with a warning.
+func TestDoctorWarnsAboutAReadableKeyFile(t *testing.T) {
+	doctorEnv(t)
+	p := os.Getenv("PARAGON_SIGNING_KEY_FILE")
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCmd(t, "doctor")
+	if code != 0 {
+		t.Fatalf("code %d\n%s%s", code, stdout, stderr)
+	}
+	if want := "warning: signing key file " + p + " is readable by group or others (mode -rw-r--r--); chmod 600 it"; !strings.Contains(stdout, want) {
+		t.Errorf("output lacks %q:\n%s", want, stdout)
+	}
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/paragon-outbox/outbox-relay/internal/operator"
+)
+
+// retryListMax is how many re-driven events retry lists one by one.
+const retryListMax = 100
+
+// runRetry re-drives dead events back to pending (due now), recording who
+// and why in outbox_redrives. Filters combine with AND; with none, -all is
+// required.
+func runRetry(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		ids, user, errText, since, reason, by string
+		all, dryRun                           bool
+	)
+	cfg, fs, err := loadConfig("retry", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&ids, "id", "", "outbox ids, comma separated (e.g. 5000000001,5000000002)")
+		fs.StringVar(&user, "user", "", "only this Connected User's events (outbox.user_id)")
+		fs.StringVar(&errText, "error", "", "only events whose last error contains this text (case-insensitive, literal)")
+		fs.StringVar(&since, "since", "", "only events that died at or after this time: RFC3339 (2026-05-01T12:00:00Z) or a duration ago (2h, 90m)")
+		fs.BoolVar(&all, "all", false, "allow re-driving every dead event when no other filter is given")
+		fs.StringVar(&reason, "reason", "", "why, recorded with each re-drive")
+		fs.StringVar(&by, "by", os.Getenv("USER"), "who is re-driving, recorded with each re-drive (default $USER)")
+		fs.BoolVar(&dryRun, "dry-run", false, "only show what would be re-driven")
+	})
+	if err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q (filters are flags: -id, -user, -error, -since, -all)", errUsage, fs.Args())
+	}
+	f := operator.Filter{UserID: user, ErrorContains: errText, All: all}
+	if f.IDs, err = parseIDs(ids); err != nil {
+		return fmt.Errorf("%w: -id: %v", errUsage, err)
+	}
+	if f.DeadSince, err = parseSince(since, time.Now()); err != nil {
+		return fmt.Errorf("%w: -since: %v", errUsage, err)
+	}
+	if f.Empty() && !f.All {
+		return fmt.Errorf("%w: %v (-id, -user, -error, -since, or -all)", errUsage, operator.ErrEmptyFilter)
+	}
+	if strings.TrimSpace(by) == "" && !dryRun {
+		return fmt.Errorf("%w: -by is required (who is re-driving; $USER is not set)", errUsage)
+	}
+	pool, err := openPool(ctx, cfg, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	res, err := operator.Redrive(ctx, pool, f, by, reason, dryRun)
+	if errors.Is(err, operator.ErrEmptyFilter) || errors.Is(err, operator.ErrNoActor) {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if err != nil {
+		return err
+	}
+	writeRedrive(stdout, res, by, reason)
+	return nil
+}
+
+// parseIDs reads "1,2, 3" into outbox ids; "" is none.
+func parseIDs(s string) ([]int64, error) {
+	var out []int64
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		id, err := strconv.ParseInt(part, 10, 64)
+		if err != nil || id <= 0 {
+			return nil, fmt.Errorf("%q is not an outbox id", part)
+		}
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// parseSince reads an RFC3339 time, or a duration meaning that long before
+// now; "" is the zero time (no filter).
+func parseSince(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC3339 time (2026-05-01T12:00:00Z) nor a positive duration ago (2h, 90m)", s)
+	}
+	return now.Add(-d), nil
+}
+
+func writeRedrive(w io.Writer, res operator.Result, by, reason string) {
+	switch {
+	case res.Moved == 0 && res.DryRun:
+		fmt.Fprintln(w, "Dry run: no dead event matches; nothing would be re-driven.")
+	case res.Moved == 0:
+		fmt.Fprintln(w, "No dead event matches; nothing was re-driven.")
+	case res.DryRun:
+		fmt.Fprintf(w, "Dry run: would re-drive %s to pending (due now). Nothing was changed.\n", retryDeadEvents(res.Moved))
+	default:
+		why := ""
+		if reason != "" {
+			why = fmt.Sprintf(", reason %q", reason)
+		}
+		fmt.Fprintf(w, "Re-drove %s to pending (due now), recorded as by %q%s.\n", retryDeadEvents(res.Moved), by, why)
+	}
+	if res.Moved > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "  id\tuser\tattempts\thttp\tlast error\n")
+		for i, e := range res.Events {
+			if i == retryListMax {
+				fmt.Fprintf(tw, "  ... and %d more\n", len(res.Events)-retryListMax)
+				break
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%d\t%s\t%s\n", e.ID, e.UserID, e.PreviousAttempts, opOrDash(e.PreviousLastHTTPStatus), opOneLine(opOrDash(e.PreviousLastError)))
+		}
+		tw.Flush()
+	}
+	if len(res.Untouched) > 0 {
+		s := make([]string, len(res.Untouched))
+		for i, id := range res.Untouched {
+			s[i] = strconv.FormatInt(id, 10)
+		}
+		fmt.Fprintf(w, "Untouched (not dead, not matching the other filters, or no such event): %s\n", strings.Join(s, ", "))
+	}
+}
+
+func retryDeadEvents(n int64) string {
+	if n == 1 {
+		return "1 dead event"
+	}
+	return fmt.Sprintf("%d dead events", n)
+}

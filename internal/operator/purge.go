@@ -1,0 +1,156 @@
+package operator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Purge defaults.
+const (
+	// DefaultDeliveredAge: delivered events are kept 7 days after delivery.
+	DefaultDeliveredAge = 7 * 24 * time.Hour
+	// DefaultDeadAge: dead events are kept 30 days after they were written,
+	// long enough to find and re-drive them.
+	DefaultDeadAge = 30 * 24 * time.Hour
+	// DefaultPurgeBatch is how many rows one delete statement removes.
+	DefaultPurgeBatch = 1000
+)
+
+// qPurgeDelivered deletes up to $2 delivered events delivered more than $1
+// milliseconds ago, oldest first, and returns how many it deleted.
+//
+// One short statement per batch, so no long transaction holds locks or
+// keeps old row versions alive: doomed walks the partial index
+// outbox_delivered_at and stops after $2 rows; SKIP LOCKED passes over rows
+// someone else holds (another purge) instead of waiting. The DELETE
+// re-checks the status on the locked row. The event's outbox_attempts and
+// outbox_redrives rows go with it (ON DELETE CASCADE, both indexed by
+// outbox_id).
+const qPurgeDelivered = `
+WITH doomed AS MATERIALIZED (
+  SELECT id
+  FROM outbox
+  WHERE status = 'delivered'
+    AND delivered_at < now() - $1::bigint * interval '1 millisecond'
+  ORDER BY delivered_at
+  LIMIT $2
+  FOR UPDATE SKIP LOCKED
+)
+DELETE FROM outbox AS o
+USING doomed AS d
+WHERE o.id = d.id AND o.status = 'delivered'`
+
+// qPurgeDead is qPurgeDelivered for dead events written (created_at) more
+// than $1 milliseconds ago, on the partial index outbox_dead_created_at. A
+// dead event re-driven meanwhile is pending when the lock re-checks it, and
+// is skipped.
+const qPurgeDead = `
+WITH doomed AS MATERIALIZED (
+  SELECT id
+  FROM outbox
+  WHERE status = 'dead'
+    AND created_at < now() - $1::bigint * interval '1 millisecond'
+  ORDER BY created_at
+  LIMIT $2
+  FOR UPDATE SKIP LOCKED
+)
+DELETE FROM outbox AS o
+USING doomed AS d
+WHERE o.id = d.id AND o.status = 'dead'`
+
+// qPurgeCount counts what Purge would delete now: delivered events
+// delivered more than $1 ms ago and dead events written more than $2 ms ago.
+const qPurgeCount = `
+SELECT
+  (SELECT count(*) FROM outbox
+   WHERE status = 'delivered' AND delivered_at < now() - $1::bigint * interval '1 millisecond'),
+  (SELECT count(*) FROM outbox
+   WHERE status = 'dead' AND created_at < now() - $2::bigint * interval '1 millisecond')`
+
+// purgeArgs applies the documented defaults.
+func purgeArgs(deliveredOlderThan, deadOlderThan time.Duration, batch int) (time.Duration, time.Duration, int, error) {
+	if deliveredOlderThan < 0 || deadOlderThan < 0 || batch < 0 {
+		return 0, 0, 0, fmt.Errorf("purge: ages and batch must not be negative (got %s, %s, %d)", deliveredOlderThan, deadOlderThan, batch)
+	}
+	if deliveredOlderThan == 0 {
+		deliveredOlderThan = DefaultDeliveredAge
+	}
+	if deadOlderThan == 0 {
+		deadOlderThan = DefaultDeadAge
+	}
+	if batch == 0 {
+		batch = DefaultPurgeBatch
+	}
+	return deliveredOlderThan, deadOlderThan, batch, nil
+}
+
+// Purge deletes delivered events whose delivered_at is more than
+// deliveredOlderThan ago and dead events whose created_at is more than
+// deadOlderThan ago (database clock), with their attempts and re-drives. It
+// never deletes pending or in-flight events.
+//
+// It works in batches of at most batch rows, each its own short statement
+// and transaction, and goes on until a batch comes back smaller than batch
+// (so it finishes even while new rows age in). Zero arguments take the
+// defaults: DefaultDeliveredAge (7 days), DefaultDeadAge (30 days),
+// DefaultPurgeBatch (1000); negative ones are an error. It returns how many
+// events it deleted, including those deleted before an error or a
+// cancelled ctx stopped it.
+func Purge(ctx context.Context, pool *pgxpool.Pool, deliveredOlderThan, deadOlderThan time.Duration, batch int) (deleted int64, err error) {
+	deliveredOlderThan, deadOlderThan, batch, err = purgeArgs(deliveredOlderThan, deadOlderThan, batch)
+	if err != nil {
+		return 0, err
+	}
+	for _, step := range []struct {
+		what  string
+		query string
+		age   time.Duration
+	}{
+		{"delivered", qPurgeDelivered, deliveredOlderThan},
+		{"dead", qPurgeDead, deadOlderThan},
+	} {
+		for {
+			if err := ctx.Err(); err != nil {
+				return deleted, fmt.Errorf("purge %s events: %w", step.what, err)
+			}
+			n, err := purgeBatch(ctx, pool, step.query, step.age, batch)
+			deleted += n
+			if err != nil {
+				return deleted, fmt.Errorf("purge %s events: %w", step.what, err)
+			}
+			if n < int64(batch) {
+				break
+			}
+		}
+	}
+	return deleted, nil
+}
+
+func purgeBatch(ctx context.Context, pool *pgxpool.Pool, q string, age time.Duration, batch int) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, statementTimeout)
+	defer cancel()
+	tag, err := pool.Exec(ctx, q, age.Milliseconds(), batch)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
+}
+
+// Purgeable counts the delivered and dead events Purge would delete now with
+// the same ages (zero = default), for a dry run. Read-only.
+func Purgeable(ctx context.Context, pool *pgxpool.Pool, deliveredOlderThan, deadOlderThan time.Duration) (delivered, dead int64, err error) {
+	deliveredOlderThan, deadOlderThan, _, err = purgeArgs(deliveredOlderThan, deadOlderThan, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, statementTimeout)
+	defer cancel()
+	err = pool.QueryRow(ctx, qPurgeCount, deliveredOlderThan.Milliseconds(), deadOlderThan.Milliseconds()).Scan(&delivered, &dead)
+	if err != nil {
+		return 0, 0, fmt.Errorf("purge dry run: %w", err)
+	}
+	return delivered, dead, nil
+}
