@@ -13,7 +13,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -103,17 +107,66 @@ func List(ctx context.Context, pool *pgxpool.Pool) ([]Status, error) {
 // ErrPending reports that the database lacks migrations this binary carries.
 var ErrPending = errors.New("database schema is behind this binary: run `outbox-relay migrate up`")
 
+// Versions returns the versions of the embedded migrations, ascending.
+func Versions() ([]int64, error) {
+	entries, err := fs.ReadDir(migrations.FS, ".")
+	if err != nil {
+		return nil, err
+	}
+	var vs []int64
+	for _, e := range entries {
+		prefix, _, ok := strings.Cut(e.Name(), "_")
+		if !ok || !strings.HasSuffix(e.Name(), ".sql") {
+			continue
+		}
+		v, err := strconv.ParseInt(prefix, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("migration %s: version prefix: %w", e.Name(), err)
+		}
+		vs = append(vs, v)
+	}
+	slices.Sort(vs)
+	return vs, nil
+}
+
 // Check returns ErrPending (wrapped, with the versions) when any embedded
-// migration is not applied.
+// migration is not applied. It only reads goose's version table, so a role
+// without CREATE privilege (the relay's) can run it, and it never creates
+// that table on an unmigrated database.
 func Check(ctx context.Context, pool *pgxpool.Pool) error {
-	st, err := List(ctx, pool)
+	want, err := Versions()
 	if err != nil {
 		return err
 	}
+	applied := map[int64]bool{}
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('goose_db_version') IS NOT NULL`).Scan(&exists); err != nil {
+		return fmt.Errorf("check schema version: %w", err)
+	}
+	if exists {
+		rows, err := pool.Query(ctx, `
+			SELECT DISTINCT ON (version_id) version_id, is_applied
+			FROM goose_db_version ORDER BY version_id, id DESC`)
+		if err != nil {
+			return fmt.Errorf("check schema version: %w", err)
+		}
+		for rows.Next() {
+			var v int64
+			var ok bool
+			if err := rows.Scan(&v, &ok); err != nil {
+				rows.Close()
+				return fmt.Errorf("check schema version: %w", err)
+			}
+			applied[v] = ok
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("check schema version: %w", err)
+		}
+	}
 	var missing []int64
-	for _, s := range st {
-		if !s.Applied {
-			missing = append(missing, s.Version)
+	for _, v := range want {
+		if !applied[v] {
+			missing = append(missing, v)
 		}
 	}
 	if len(missing) > 0 {

@@ -115,3 +115,21 @@ func TestDownThenUp(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCheckIsReadOnly: checking an unmigrated database reports every
+// version missing and creates nothing (the relay role may not CREATE).
+func TestCheckIsReadOnly(t *testing.T) {
+	db := testdb.NewEmpty(t)
+	ctx := context.Background()
+	err := migrate.Check(ctx, db.Pool)
+	if err == nil || !strings.Contains(err.Error(), "migrate up") {
+		t.Fatalf("Check on an empty database: %v", err)
+	}
+	var tables int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`).Scan(&tables); err != nil {
+		t.Fatal(err)
+	}
+	if tables != 0 {
+		t.Fatalf("Check created %d tables", tables)
+	}
+}
