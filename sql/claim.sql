@@ -12,7 +12,12 @@
 -- * The claim changes state (in_flight, lease, attempts + 1) and commits at
 --   once: no transaction stays open across the HTTP call.
 -- * Plan: Index Scan on outbox_pending_due (partial, status = 'pending'), which
---   stops after n rows; delivered and dead rows are not in that index.
+--   stops after n rows; delivered and dead rows are not in that index. The
+--   locked ids become an array (an InitPlan, run once) and the UPDATE finds
+--   them through the primary key. Joining the CTE instead let the planner
+--   pick a hash join over a sequential scan of the whole outbox (seen with
+--   EXPLAIN ANALYZE: 34 ms for 500 rows at 10k rows, growing with the table;
+--   16 ms this way).
 -- * Times come from the database clock (now()), never from the relay's.
 WITH due AS MATERIALIZED (
   SELECT id
@@ -28,6 +33,5 @@ SET status           = 'in_flight',
     lease_owner      = $1,
     claimed_at       = now(),
     lease_expires_at = now() + $3::bigint * interval '1 millisecond'
-FROM due
-WHERE o.id = due.id
+WHERE o.id = ANY (ARRAY(SELECT id FROM due))
 RETURNING o.id, o.event_id::text, o.event_name, o.user_id, o.payload::text, o.attempts, o.attempts_base, o.created_at

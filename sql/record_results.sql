@@ -36,7 +36,8 @@ moved AS (
       claimed_at       = NULL,
       lease_expires_at = NULL
   FROM r
-  WHERE o.id = r.id
+  WHERE o.id = ANY ($2::bigint[]) -- primary-key lookups, not a hash join over the table
+    AND o.id = r.id
     AND o.attempts = r.attempt
     AND ((o.status = 'in_flight' AND o.lease_owner = $1)
          OR (o.status = 'pending' AND o.attempts_base < o.attempts))

@@ -79,6 +79,19 @@ func Down(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	return nil
 }
 
+// DownTo rolls back every migration newer than version.
+func DownTo(ctx context.Context, pool *pgxpool.Pool, version int64, log *slog.Logger) error {
+	p, db, err := newProvider(pool, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := p.DownTo(ctx, version); err != nil {
+		return fmt.Errorf("migrate down to %d: %w", version, err)
+	}
+	return nil
+}
+
 // Status describes each migration: its version, file and whether it is applied.
 type Status struct {
 	Version int64

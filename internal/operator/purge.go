@@ -26,9 +26,9 @@ const (
 // keeps old row versions alive: doomed walks the partial index
 // outbox_delivered_at and stops after $2 rows; SKIP LOCKED passes over rows
 // someone else holds (another purge) instead of waiting. The DELETE
-// re-checks the status on the locked row. The event's outbox_attempts and
-// outbox_redrives rows go with it (ON DELETE CASCADE, both indexed by
-// outbox_id).
+// re-checks the status on the locked row. The event's outbox_attempts rows
+// are deleted by the same statement (that table has no foreign key, see
+// migration 00004) and its outbox_redrives rows go by ON DELETE CASCADE.
 const qPurgeDelivered = `
 WITH doomed AS MATERIALIZED (
   SELECT id
@@ -38,10 +38,17 @@ WITH doomed AS MATERIALIZED (
   ORDER BY delivered_at
   LIMIT $2
   FOR UPDATE SKIP LOCKED
+),
+gone AS (
+  DELETE FROM outbox AS o
+  USING doomed AS d
+  WHERE o.id = d.id AND o.status = 'delivered'
+  RETURNING o.id
+),
+attempts AS (
+  DELETE FROM outbox_attempts WHERE outbox_id IN (SELECT id FROM gone)
 )
-DELETE FROM outbox AS o
-USING doomed AS d
-WHERE o.id = d.id AND o.status = 'delivered'`
+SELECT count(*) FROM gone`
 
 // qPurgeDead is qPurgeDelivered for dead events written (created_at) more
 // than $1 milliseconds ago, on the partial index outbox_dead_created_at. A
@@ -56,10 +63,17 @@ WITH doomed AS MATERIALIZED (
   ORDER BY created_at
   LIMIT $2
   FOR UPDATE SKIP LOCKED
+),
+gone AS (
+  DELETE FROM outbox AS o
+  USING doomed AS d
+  WHERE o.id = d.id AND o.status = 'dead'
+  RETURNING o.id
+),
+attempts AS (
+  DELETE FROM outbox_attempts WHERE outbox_id IN (SELECT id FROM gone)
 )
-DELETE FROM outbox AS o
-USING doomed AS d
-WHERE o.id = d.id AND o.status = 'dead'`
+SELECT count(*) FROM gone`
 
 // qPurgeCount counts what Purge would delete now: delivered events
 // delivered more than $1 ms ago and dead events written more than $2 ms ago.
@@ -132,11 +146,11 @@ func Purge(ctx context.Context, pool *pgxpool.Pool, deliveredOlderThan, deadOlde
 func purgeBatch(ctx context.Context, pool *pgxpool.Pool, q string, age time.Duration, batch int) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, statementTimeout)
 	defer cancel()
-	tag, err := pool.Exec(ctx, q, age.Milliseconds(), batch)
-	if err != nil {
+	var n int64
+	if err := pool.QueryRow(ctx, q, age.Milliseconds(), batch).Scan(&n); err != nil {
 		return 0, err
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }
 
 // Purgeable counts the delivered and dead events Purge would delete now with

@@ -127,7 +127,7 @@ func TestOperatorMigrationDownAndUp(t *testing.T) {
 	if n := objects(); n != 5 {
 		t.Fatalf("%d of 5 operator objects after up", n)
 	}
-	if err := migrate.Down(ctx, db.Pool, nil); err != nil {
+	if err := migrate.DownTo(ctx, db.Pool, 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := objects(); n != 0 {
