@@ -1,30 +1,76 @@
 -- claim: take up to $2 due pending rows for relay $1, mark them in_flight with
--- a lease of $3 milliseconds and count the attempt, in one statement.
+-- a lease of $3 milliseconds and count the attempt, in one statement, fairly
+-- across Connected Users.
+--
+-- $4 user cursor (round-robin position: only users after it are visited in
+-- the fair pass; '' starts from the first), $5 most users visited per claim,
+-- $6 most rows per user in the fair pass.
+--
+-- Fairness: one customer importing 100,000 leads must not starve the others.
+-- The fair pass visits up to $5 users with due events (in user_id order,
+-- after the cursor) and takes up to $6 of each one's oldest due events; the
+-- fill pass tops the batch up with the oldest due events of anyone. A big
+-- backlog still drains at full batch size, and every other user with due
+-- events gets a share of each claim until the round-robin reaches it.
 --
 -- Why this shape:
--- * The CTE is MATERIALIZED so the locking subquery runs exactly once. Written
---   as "UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)"
---   the planner may re-run the subquery and claim more than n rows.
+-- * users is a recursive skip scan over outbox_pending_user: one index
+--   descent per user, however many events each has.
+-- * The CTEs are MATERIALIZED so each locking subquery runs exactly once.
+--   Written as "UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP
+--   LOCKED)" the planner may re-run the subquery and claim more than n rows.
 -- * FOR UPDATE SKIP LOCKED lets several relays claim concurrently without
 --   waiting on each other; rows another relay is claiming are skipped. After
 --   the lock, PostgreSQL re-checks the WHERE clause on the newest row version
 --   (EvalPlanQual, READ COMMITTED), so a row claimed meanwhile is not taken.
+--   Our own fair rows are locked by us, not skipped, so fill excludes them.
 -- * The claim changes state (in_flight, lease, attempts + 1) and commits at
 --   once: no transaction stays open across the HTTP call.
--- * Plan: Index Scan on outbox_pending_due (partial, status = 'pending'), which
---   stops after n rows; delivered and dead rows are not in that index. The
---   locked ids become an array (an InitPlan, run once) and the UPDATE finds
---   them through the primary key. Joining the CTE instead let the planner
---   pick a hash join over a sequential scan of the whole outbox (seen with
---   EXPLAIN ANALYZE: 34 ms for 500 rows at 10k rows, growing with the table;
---   16 ms this way).
+-- * The locked ids become an array (an InitPlan, run once) and the UPDATE
+--   finds them through the primary key. Joining the CTE instead let the
+--   planner pick a hash join over a sequential scan of the whole outbox
+--   (EXPLAIN ANALYZE: 34 ms for 500 rows at 10k rows, growing with the table;
+--   16 ms by primary key).
+-- * Only partial indexes on pending rows are read: delivered and dead rows,
+--   however many, cost nothing.
 -- * Times come from the database clock (now()), never from the relay's.
-WITH due AS MATERIALIZED (
+WITH RECURSIVE users (user_id, n) AS (
+  (SELECT user_id, 1
+   FROM outbox
+   WHERE status = 'pending' AND user_id > $4 AND next_attempt_at <= now()
+   ORDER BY user_id
+   LIMIT 1)
+  UNION ALL
+  SELECT (SELECT o.user_id
+          FROM outbox AS o
+          WHERE o.status = 'pending' AND o.user_id > u.user_id AND o.next_attempt_at <= now()
+          ORDER BY o.user_id
+          LIMIT 1),
+         u.n + 1
+  FROM users AS u
+  WHERE u.user_id IS NOT NULL AND u.n < $5
+),
+fair AS MATERIALIZED (
+  SELECT c.id
+  FROM users AS u
+  CROSS JOIN LATERAL (
+    SELECT o.id
+    FROM outbox AS o
+    WHERE o.status = 'pending' AND o.user_id = u.user_id AND o.next_attempt_at <= now()
+    ORDER BY o.next_attempt_at, o.id
+    LIMIT $6
+    FOR UPDATE SKIP LOCKED
+  ) AS c
+  WHERE u.user_id IS NOT NULL
+  LIMIT $2
+),
+fill AS MATERIALIZED (
   SELECT id
   FROM outbox
   WHERE status = 'pending' AND next_attempt_at <= now()
+    AND id <> ALL (ARRAY(SELECT id FROM fair))
   ORDER BY next_attempt_at, id
-  LIMIT $2
+  LIMIT greatest($2 - (SELECT count(*) FROM fair), 0)
   FOR UPDATE SKIP LOCKED
 )
 UPDATE outbox AS o
@@ -33,5 +79,6 @@ SET status           = 'in_flight',
     lease_owner      = $1,
     claimed_at       = now(),
     lease_expires_at = now() + $3::bigint * interval '1 millisecond'
-WHERE o.id = ANY (ARRAY(SELECT id FROM due))
-RETURNING o.id, o.event_id::text, o.event_name, o.user_id, o.payload::text, o.attempts, o.attempts_base, o.created_at
+WHERE o.id = ANY (ARRAY(SELECT id FROM fair UNION ALL SELECT id FROM fill))
+RETURNING o.id, o.event_id::text, o.event_name, o.user_id, o.payload::text, o.attempts, o.attempts_base, o.created_at,
+          o.id = ANY (ARRAY(SELECT id FROM fair)) AS fair

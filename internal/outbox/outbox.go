@@ -11,6 +11,7 @@ package outbox
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -64,15 +65,25 @@ type Result struct {
 	RetryDelay time.Duration // for OutcomeRetry: next attempt at database now() + RetryDelay
 }
 
-// Store runs the outbox statements on a pool.
+// Store runs the outbox statements on a pool. Use one Store per relay: it
+// keeps the relay's round-robin position across Connected Users.
 type Store struct {
 	pool *pgxpool.Pool
 	// Timeout bounds each statement; default 30s.
 	Timeout time.Duration
+	// FairUsers is the most Connected Users one claim visits in its fair
+	// pass; default 100. FairPerUser is the most events it takes from each;
+	// default 10. See sql/claim.sql.
+	FairUsers, FairPerUser int
+
+	mu     sync.Mutex
+	cursor string // last user served by a fair pass; "" = start over
 }
 
 // New returns a Store on pool.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool, Timeout: 30 * time.Second} }
+func New(pool *pgxpool.Pool) *Store {
+	return &Store{pool: pool, Timeout: 30 * time.Second, FairUsers: 100, FairPerUser: 10}
+}
 
 // Pool returns the underlying pool.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
@@ -110,21 +121,32 @@ func (s *Store) ReadGauges(ctx context.Context) (Gauges, error) {
 
 // Claim takes up to limit due pending events for relayID, marking them
 // in_flight with a lease of the given length and counting the attempt.
-// It returns at most limit events, oldest due first.
+// It returns at most limit events: a share for each of up to FairUsers
+// Connected Users (round-robin across claims), the rest oldest due first.
 func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time.Duration) ([]Event, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, qClaim, relayID, limit, lease.Milliseconds())
+	s.mu.Lock()
+	after := s.cursor
+	s.mu.Unlock()
+	rows, err := s.pool.Query(ctx, qClaim, relayID, limit, lease.Milliseconds(), after, s.FairUsers, s.FairPerUser)
 	if err != nil {
 		return nil, fmt.Errorf("claim outbox rows: %w", err)
 	}
 	evs := make([]Event, 0, limit)
 	var payload string
+	fairUsers := map[string]struct{}{}
+	lastFair := ""
 	for rows.Next() {
 		var e Event
-		if err := rows.Scan(&e.ID, &e.EventID, &e.Name, &e.UserID, &payload, &e.Attempt, &e.AttemptsBase, &e.CreatedAt); err != nil {
+		var fair bool
+		if err := rows.Scan(&e.ID, &e.EventID, &e.Name, &e.UserID, &payload, &e.Attempt, &e.AttemptsBase, &e.CreatedAt, &fair); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("claim outbox rows: scan: %w", err)
+		}
+		if fair {
+			fairUsers[e.UserID] = struct{}{}
+			lastFair = max(lastFair, e.UserID)
 		}
 		e.Payload = []byte(payload)
 		evs = append(evs, e)
@@ -132,6 +154,15 @@ func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("claim outbox rows: %w", err)
 	}
+	// Next claim's fair pass continues after the last user served, or starts
+	// over once this pass ran out of users.
+	s.mu.Lock()
+	if len(fairUsers) >= s.FairUsers || (len(fairUsers) > 0 && len(evs) >= limit) {
+		s.cursor = lastFair
+	} else {
+		s.cursor = ""
+	}
+	s.mu.Unlock()
 	return evs, nil
 }
 

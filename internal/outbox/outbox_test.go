@@ -348,3 +348,36 @@ func TestRescueGivesUpAfterMaxAttempts(t *testing.T) {
 		t.Fatalf("status %s after 3 interrupted attempts (%d logged): %s", status, logged, lastErr)
 	}
 }
+
+// TestClaimIsFairAcrossConnectedUsers: one user's big, older backlog does
+// not starve the others. Oldest-first claiming would need 50 claims of 100
+// before the first small user's event; fair claiming serves every small user
+// within the first few claims while still filling each batch.
+func TestClaimIsFairAcrossConnectedUsers(t *testing.T) {
+	db := testdb.New(t)
+	if _, err := db.Pool.Exec(ctx, `
+		INSERT INTO leads (owner_id, last_name, created_at) SELECT 'usr_big', 'B' || g, now() - interval '1 day' FROM generate_series(1, 5000) g;
+		INSERT INTO leads (owner_id, last_name) SELECT 'usr_small_' || lpad((g % 50)::text, 2, '0'), 'S' || g FROM generate_series(1, 500) g;
+		UPDATE outbox SET next_attempt_at = now() - interval '1 day' WHERE user_id = 'usr_big';`); err != nil {
+		t.Fatal(err)
+	}
+	s := outbox.New(db.Pool)
+	smallLeft := 500
+	for claim := 1; smallLeft > 0; claim++ {
+		if claim > 10 {
+			t.Fatalf("after 10 claims %d small users' events are still waiting behind the big backlog", smallLeft)
+		}
+		evs, err := s.Claim(ctx, "r", 100, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 100 {
+			t.Fatalf("claim %d returned %d rows; batches must stay full", claim, len(evs))
+		}
+		for _, e := range evs {
+			if e.UserID != "usr_big" {
+				smallLeft--
+			}
+		}
+	}
+}
