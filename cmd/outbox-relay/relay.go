@@ -128,7 +128,7 @@ func setupRelay(ctx context.Context, cfg config.Config, log *slog.Logger, metric
 		id = defaultRelayID()
 	}
 	r, err := relay.New(outbox.New(pool), client, relay.Config{
-		RelayID: id, Concurrency: cfg.Concurrency, BatchSize: cfg.BatchSize, PollInterval: cfg.PollInterval,
+		RelayID: id, Concurrency: cfg.Concurrency, BatchSize: cfg.BatchSize, PollInterval: cfg.PollInterval, MinPollInterval: cfg.MinPollInterval,
 		Lease: cfg.Lease, ShutdownGrace: cfg.ShutdownGrace, MaxAttempts: cfg.MaxAttempts,
 		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, RateLimit: cfg.RateLimit,
 		Metrics: metrics,

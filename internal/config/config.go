@@ -30,6 +30,7 @@ const (
 	DefaultConcurrency     = 64
 	DefaultBatchSize       = 500
 	DefaultPollInterval    = 250 * time.Millisecond
+	DefaultMinPollInterval = 5 * time.Millisecond
 	DefaultLease           = 2 * time.Minute
 	DefaultSendTimeout     = 10 * time.Second
 	DefaultMaxAttempts     = 25
@@ -71,6 +72,11 @@ type Config struct {
 	// PollInterval is how long the relay waits before looking again when
 	// nothing was due. Default 250ms; 1ms..1m.
 	PollInterval time.Duration `env:"RELAY_POLL_INTERVAL"`
+	// MinPollInterval is the wait after a claim that found events but not a
+	// full batch; it doubles per empty claim up to PollInterval (adaptive
+	// polling: low latency under load, cheap when idle). Default 5ms; used
+	// as PollInterval when larger.
+	MinPollInterval time.Duration `env:"RELAY_MIN_POLL_INTERVAL"`
 	// Lease is how long a claimed row stays reserved for this relay before
 	// another may rescue it; the relay extends it while it holds the row.
 	// Default 2m; must exceed SendTimeout by at least 10s.
@@ -129,6 +135,7 @@ func Defaults() Config {
 		Concurrency:     DefaultConcurrency,
 		BatchSize:       DefaultBatchSize,
 		PollInterval:    DefaultPollInterval,
+		MinPollInterval: DefaultMinPollInterval,
 		Lease:           DefaultLease,
 		SendTimeout:     DefaultSendTimeout,
 		MaxAttempts:     DefaultMaxAttempts,
@@ -186,6 +193,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	num(&c.Concurrency, "RELAY_CONCURRENCY")
 	num(&c.BatchSize, "RELAY_BATCH_SIZE")
 	dur(&c.PollInterval, "RELAY_POLL_INTERVAL")
+	dur(&c.MinPollInterval, "RELAY_MIN_POLL_INTERVAL")
 	dur(&c.Lease, "RELAY_LEASE")
 	dur(&c.SendTimeout, "RELAY_SEND_TIMEOUT")
 	num(&c.MaxAttempts, "RELAY_MAX_ATTEMPTS")
@@ -224,7 +232,8 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.BaseURL, "base-url", c.BaseURL, "Paragon API base URL (env PARAGON_BASE_URL)")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "App Events sent at once (env RELAY_CONCURRENCY)")
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "rows per claim (env RELAY_BATCH_SIZE)")
-	fs.DurationVar(&c.PollInterval, "poll-interval", c.PollInterval, "idle poll interval (env RELAY_POLL_INTERVAL)")
+	fs.DurationVar(&c.PollInterval, "poll-interval", c.PollInterval, "longest idle poll interval (env RELAY_POLL_INTERVAL)")
+	fs.DurationVar(&c.MinPollInterval, "min-poll-interval", c.MinPollInterval, "poll interval while events arrive (env RELAY_MIN_POLL_INTERVAL)")
 	fs.DurationVar(&c.Lease, "lease", c.Lease, "lease length of a claim (env RELAY_LEASE)")
 	fs.DurationVar(&c.SendTimeout, "send-timeout", c.SendTimeout, "timeout of one send (env RELAY_SEND_TIMEOUT)")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", c.MaxAttempts, "attempts before an event goes dead (env RELAY_MAX_ATTEMPTS)")
@@ -306,6 +315,7 @@ func (c *Config) Validate() error {
 	intRange("RELAY_CONCURRENCY", c.Concurrency, 1, 10000)
 	intRange("RELAY_BATCH_SIZE", c.BatchSize, 1, 10000)
 	durRange("RELAY_POLL_INTERVAL", c.PollInterval, time.Millisecond, time.Minute)
+	durRange("RELAY_MIN_POLL_INTERVAL", c.MinPollInterval, time.Millisecond, time.Minute)
 	durRange("RELAY_SEND_TIMEOUT", c.SendTimeout, 100*time.Millisecond, 10*time.Minute)
 	durRange("RELAY_LEASE", c.Lease, time.Second, 24*time.Hour)
 	if c.Lease < c.SendTimeout+10*time.Second {

@@ -33,16 +33,20 @@ type Sender interface {
 // Config tunes a Relay. See package config for the documented defaults; the
 // zero value of a field here means "use the default".
 type Config struct {
-	RelayID       string        // lease owner name; required
-	Concurrency   int           // sends at once; default 64
-	BatchSize     int           // most rows per claim and per record statement; default 500
-	PollInterval  time.Duration // wait when nothing is due; default 250ms
-	Lease         time.Duration // claim lease; default 2m
-	ShutdownGrace time.Duration // time for in-flight sends at shutdown; default 20s
-	MaxAttempts   int           // default 25
-	BackoffBase   time.Duration // default 1s
-	BackoffMax    time.Duration // default 10m
-	RateLimit     float64       // requests/s to Paragon; 0 = unlimited
+	RelayID      string        // lease owner name; required
+	Concurrency  int           // sends at once; default 64
+	BatchSize    int           // most rows per claim and per record statement; default 500
+	PollInterval time.Duration // longest wait between claims when nothing is due; default 250ms
+	// MinPollInterval is the wait after a claim that found some but not a
+	// full batch of events; it doubles per empty claim up to PollInterval.
+	// Default 5ms (or PollInterval if smaller).
+	MinPollInterval time.Duration
+	Lease           time.Duration // claim lease; default 2m
+	ShutdownGrace   time.Duration // time for in-flight sends at shutdown; default 20s
+	MaxAttempts     int           // default 25
+	BackoffBase     time.Duration // default 1s
+	BackoffMax      time.Duration // default 10m
+	RateLimit       float64       // requests/s to Paragon; 0 = unlimited
 	// RescueInterval is how often this relay looks for expired leases of any
 	// relay; default Lease/4 (at least 1s).
 	RescueInterval time.Duration
@@ -68,6 +72,10 @@ func (c *Config) setDefaults() {
 	if c.PollInterval <= 0 {
 		c.PollInterval = 250 * time.Millisecond
 	}
+	if c.MinPollInterval <= 0 {
+		c.MinPollInterval = 5 * time.Millisecond
+	}
+	c.MinPollInterval = min(c.MinPollInterval, c.PollInterval)
 	if c.Lease <= 0 {
 		c.Lease = 2 * time.Minute
 	}
@@ -310,6 +318,7 @@ func (r *Relay) forget(ids []int64) {
 // claimLoop claims while ctx is live and there is room in the pipeline.
 func (r *Relay) claimLoop(ctx, bg context.Context, work chan<- outbox.Event) {
 	var consecutiveErrors int
+	idleWait := r.cfg.PollInterval
 	poll := time.NewTimer(0)
 	defer poll.Stop()
 	<-poll.C
@@ -372,7 +381,15 @@ func (r *Relay) claimLoop(ctx, bg context.Context, work chan<- outbox.Event) {
 			}
 		}
 		if len(evs) < want {
-			poll.Reset(r.cfg.PollInterval)
+			// Adaptive polling: while events keep arriving, look again after
+			// MinPollInterval (low latency from commit to delivery); each empty
+			// claim doubles the wait up to PollInterval (cheap when idle).
+			if len(evs) > 0 {
+				idleWait = r.cfg.MinPollInterval
+			} else {
+				idleWait = min(max(idleWait*2, r.cfg.MinPollInterval), r.cfg.PollInterval)
+			}
+			poll.Reset(idleWait)
 			select {
 			case <-ctx.Done():
 				return
