@@ -36,6 +36,7 @@ type harness struct {
 	srv    *paragonlocal.Server
 	base   string
 	client *paragon.Client
+	tokens *paragon.Tokens
 }
 
 func newHarness(t *testing.T, faults paragonlocal.Faults) *harness {
@@ -62,7 +63,7 @@ func newHarness(t *testing.T, faults paragonlocal.Faults) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{db: db, store: outbox.New(db.Pool), srv: srv, base: base, client: client}
+	return &harness{db: db, store: outbox.New(db.Pool), srv: srv, base: base, client: client, tokens: tokens}
 }
 
 // fastConfig retries quickly so tests see several attempts in little time.
@@ -86,7 +87,22 @@ func fastConfig(id string) relay.Config {
 // start runs a relay until the returned stop is called (or the test ends).
 func (h *harness) start(t *testing.T, cfg relay.Config) (r *relay.Relay, stop func()) {
 	t.Helper()
-	r, err := relay.New(h.store, h.client, cfg, nil)
+	return h.run(t, cfg, h.client)
+}
+
+// startWith is start with a client whose payload limit is maxPayload bytes.
+func (h *harness) startWith(t *testing.T, cfg relay.Config, maxPayload int) (r *relay.Relay, stop func()) {
+	t.Helper()
+	client, err := paragon.NewClient(paragon.ClientConfig{BaseURL: h.base, ProjectID: project, Tokens: h.tokens, Timeout: 5 * time.Second, MaxPayloadBytes: maxPayload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.run(t, cfg, client)
+}
+
+func (h *harness) run(t *testing.T, cfg relay.Config, client *paragon.Client) (r *relay.Relay, stop func()) {
+	t.Helper()
+	r, err := relay.New(h.store, client, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
