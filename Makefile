@@ -16,6 +16,7 @@ ifeq ($(origin TEST_DATABASE_URL), undefined)
 endif
 export TEST_DATABASE_URL
 
+
 .PHONY: help build demo test test-short chaos bench lint vet fmt verify docker clean
 
 help: ## list targets
@@ -32,6 +33,9 @@ test: ## run every test with the race detector against real Postgres
 
 test-short: ## the tests without the long ones
 	$(GO) test -race -count=1 -short ./...
+
+chaos: ## the full fault-injection suite: kills, cuts, Paragon failures (see docs/RELIABILITY.md)
+	CHAOS=full $(GO) test -count=1 -v -timeout 30m -run TestChaos ./internal/chaos 2>&1 | tee chaos.log | grep -E 'CHAOS RESULT|^(---|ok|FAIL|PASS)'; test $${PIPESTATUS[0]} -eq 0
 
 bench: build ## measure drain throughput of leads.csv with one relay (see docs/BENCHMARKS.md)
 	./$(BIN) bench
