@@ -186,3 +186,33 @@ func TestRelayWorksInPgBouncerTransactionModeExecModes(t *testing.T) {
 	}
 }
 
+
+// TestLiveRelayKeepsItsLease: sends take longer than the lease; the relay
+// extends the leases of rows it holds, so another relay's rescuer never
+// takes them and nothing is sent twice.
+func TestLiveRelayKeepsItsLease(t *testing.T) {
+	h := newHarness(t, paragonlocal.Faults{Latency: 700 * time.Millisecond})
+	if _, err := h.db.Pool.Exec(context.Background(), `INSERT INTO leads (owner_id, last_name) SELECT 'usr_' || g, 'L' || g FROM generate_series(1, 40) g`); err != nil {
+		t.Fatal(err)
+	}
+	a, b := fastConfig("relay-slow-a"), fastConfig("relay-slow-b")
+	for _, c := range []*relay.Config{&a, &b} {
+		c.Lease = 300 * time.Millisecond
+		c.RescueInterval = 50 * time.Millisecond
+		c.Concurrency, c.BatchSize = 4, 10
+	}
+	ra, stopA := h.start(t, a)
+	rb, stopB := h.start(t, b)
+	h.waitSettled(t, 40, time.Minute)
+	stopA()
+	stopB()
+	for id, c := range h.srv.CountByEventID() {
+		if c != 1 {
+			t.Errorf("event %s sent %d times: a lease expired under a live relay", id, c)
+		}
+	}
+	sa, sb := ra.Stats(), rb.Stats()
+	if sa.Rescued+sb.Rescued != 0 || sa.LostLeases+sb.LostLeases != 0 {
+		t.Fatalf("rescued %d, lost leases %d; want none", sa.Rescued+sb.Rescued, sa.LostLeases+sb.LostLeases)
+	}
+}
