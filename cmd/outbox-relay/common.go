@@ -73,3 +73,24 @@ func openPool(ctx context.Context, cfg config.Config, maxConns int32) (*pgxpool.
 	}
 	return pool, nil
 }
+
+// openPoolWaiting is openPool that keeps trying for cfg.StartupTimeout,
+// with backoff, while the database is unreachable: a sidecar often starts
+// before its database, or during a database restart.
+func openPoolWaiting(ctx context.Context, cfg config.Config, maxConns int32, log *slog.Logger) (*pgxpool.Pool, error) {
+	deadline := time.Now().Add(cfg.StartupTimeout)
+	delay := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		pool, err := openPool(ctx, cfg, maxConns)
+		if err == nil || cfg.ValidateDatabase() != nil || time.Now().Add(delay).After(deadline) || ctx.Err() != nil {
+			return pool, err
+		}
+		log.Warn("database not reachable yet; retrying", slog.Int("attempt", attempt), slog.Duration("retry_in", delay), slog.Any("error", err))
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}

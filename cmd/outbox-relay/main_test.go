@@ -70,7 +70,7 @@ func TestRelayRefusesBadConfiguration(t *testing.T) {
 		{"lease too short", map[string]string{"PARAGON_PROJECT_ID": "p1", "PARAGON_SIGNING_KEY_FILE": keyPath, "RELAY_LEASE": "5s"}, []string{"RELAY_LEASE=5s must exceed RELAY_SEND_TIMEOUT"}},
 		{"bad base url", map[string]string{"PARAGON_PROJECT_ID": "p1", "PARAGON_SIGNING_KEY_FILE": keyPath, "PARAGON_BASE_URL": "api.useparagon.com"}, []string{"PARAGON_BASE_URL"}},
 		{"unparsable database url", map[string]string{"PARAGON_PROJECT_ID": "p1", "PARAGON_SIGNING_KEY_FILE": keyPath, "DATABASE_URL": "postgres://u:s3cretpw@host:notaport/db"}, []string{"DATABASE_URL does not parse"}},
-		{"dead database", map[string]string{"PARAGON_PROJECT_ID": "p1", "PARAGON_SIGNING_KEY_FILE": keyPath, "DATABASE_URL": "postgres://u:s3cretpw@127.0.0.1:1/db?connect_timeout=2"}, []string{"cannot reach the database at DATABASE_URL"}},
+		{"dead database", map[string]string{"PARAGON_PROJECT_ID": "p1", "PARAGON_SIGNING_KEY_FILE": keyPath, "DATABASE_URL": "postgres://u:s3cretpw@127.0.0.1:1/db?connect_timeout=2", "RELAY_STARTUP_TIMEOUT": "1s"}, []string{"cannot reach the database at DATABASE_URL"}},
 		{"unmigrated database", map[string]string{"PARAGON_PROJECT_ID": "p1", "PARAGON_SIGNING_KEY_FILE": keyPath, "DATABASE_URL": emptyDatabase(t)}, []string{"migrate up"}},
 	}
 	_ = db

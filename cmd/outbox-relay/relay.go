@@ -115,7 +115,7 @@ func setupRelay(ctx context.Context, cfg config.Config, log *slog.Logger, metric
 	if err != nil {
 		return nil, nil, err
 	}
-	pool, err := openPool(ctx, cfg, 8)
+	pool, err := openPoolWaiting(ctx, cfg, 8, log)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -52,13 +52,14 @@ type plan struct {
 	relays   int           // relay processes at once
 	interval time.Duration // between chaos actions
 	drain    time.Duration // how long the run may take before the test fails
+	until    float64       // chaos goes on until this share of the leads is delivered
 }
 
 func currentPlan() plan {
 	if os.Getenv("CHAOS") == "full" {
-		return plan{copies: 1, relays: 3, interval: 700 * time.Millisecond, drain: 15 * time.Minute}
+		return plan{copies: 1, relays: 3, interval: 700 * time.Millisecond, drain: 15 * time.Minute, until: 0.95}
 	}
-	return plan{copies: 1, relays: 2, interval: 600 * time.Millisecond, drain: 10 * time.Minute}
+	return plan{copies: 1, relays: 2, interval: 600 * time.Millisecond, drain: 10 * time.Minute, until: 0.8}
 }
 
 type relayProc struct {
@@ -247,8 +248,9 @@ func TestChaos(t *testing.T) {
 		}
 		return delivered+dead == total2 && total2 == total, delivered, dead
 	}
-	// Chaos while at least a fifth of the work remains; then let it drain.
-	for {
+	// Chaos until plan.until of the work is done, then let it drain. The
+	// actions take turns so every kind happens in every run.
+	for step := 0; ; step++ {
 		done, delivered, _ := settled()
 		if done {
 			break
@@ -256,9 +258,9 @@ func TestChaos(t *testing.T) {
 		if time.Since(began) > pl.drain {
 			t.Fatalf("not drained after %s: %d of %d delivered", pl.drain, delivered, total)
 		}
-		if delivered < total*4/5 {
+		if float64(delivered) < float64(total)*pl.until {
 			name := names[rng.IntN(len(names))]
-			switch rng.IntN(5) {
+			switch step % 6 {
 			case 0, 1: // SIGKILL mid-run, restart at once
 				r.kill(name)
 				r.start(name)
@@ -279,6 +281,15 @@ func TestChaos(t *testing.T) {
 					t.Fatal(err)
 				}
 				r.apiCuts++
+			case 5: // a relay (re)starts while its database is unreachable
+				pgProxy.Stop()
+				r.kill(name)
+				r.start(name)
+				time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
+				if err := pgProxy.Start(); err != nil {
+					t.Fatal(err)
+				}
+				r.dbCuts++
 			}
 		}
 		time.Sleep(pl.interval)

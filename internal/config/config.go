@@ -41,6 +41,7 @@ const (
 	DefaultMaxRetryAfter   = time.Hour
 	DefaultTokenTTL        = time.Hour
 	DefaultAdminAddr       = ":9090"
+	DefaultStartupTimeout  = time.Minute
 	DefaultRetainDelivered = 7 * 24 * time.Hour
 	DefaultRetainDead      = 30 * 24 * time.Hour
 	DefaultPurgeInterval   = 10 * time.Minute
@@ -113,6 +114,10 @@ type Config struct {
 	LogFormat string `env:"LOG_FORMAT"`
 	// LogLevel is debug, info (default), warn or error.
 	LogLevel string `env:"LOG_LEVEL"`
+	// StartupTimeout is how long the relay keeps trying to reach the
+	// database at start-up (it may be starting too) before it gives up.
+	// Default 60s; 0 tries once.
+	StartupTimeout time.Duration `env:"RELAY_STARTUP_TIMEOUT"`
 	// AdminAddr is where /metrics, /healthz and /readyz are served
 	// (host:port). Default ":9090"; "off" disables the admin server.
 	AdminAddr string `env:"RELAY_ADMIN_ADDR"`
@@ -148,6 +153,7 @@ func Defaults() Config {
 		LogFormat:       "text",
 		LogLevel:        "info",
 		AdminAddr:       DefaultAdminAddr,
+		StartupTimeout:  DefaultStartupTimeout,
 		RetainDelivered: DefaultRetainDelivered,
 		RetainDead:      DefaultRetainDead,
 		PurgeInterval:   DefaultPurgeInterval,
@@ -215,6 +221,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	str(&c.LogFormat, "LOG_FORMAT")
 	str(&c.LogLevel, "LOG_LEVEL")
 	str(&c.AdminAddr, "RELAY_ADMIN_ADDR")
+	dur(&c.StartupTimeout, "RELAY_STARTUP_TIMEOUT")
 	dur(&c.RetainDelivered, "RELAY_RETAIN_DELIVERED")
 	dur(&c.RetainDead, "RELAY_RETAIN_DEAD")
 	dur(&c.PurgeInterval, "RELAY_PURGE_INTERVAL")
@@ -247,6 +254,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RelayID, "relay-id", c.RelayID, "name of this relay in leases (env RELAY_ID)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json (env LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (env LOG_LEVEL)")
+	fs.DurationVar(&c.StartupTimeout, "startup-timeout", c.StartupTimeout, "how long to wait for the database at start-up (env RELAY_STARTUP_TIMEOUT)")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "metrics/health address, or off (env RELAY_ADMIN_ADDR)")
 	fs.DurationVar(&c.RetainDelivered, "retain-delivered", c.RetainDelivered, "purge delivered events older than this, 0 = keep (env RELAY_RETAIN_DELIVERED)")
 	fs.DurationVar(&c.RetainDead, "retain-dead", c.RetainDead, "purge dead events older than this, 0 = keep (env RELAY_RETAIN_DEAD)")
@@ -347,6 +355,7 @@ func (c *Config) Validate() error {
 	durRange("RELAY_RETAIN_DELIVERED", c.RetainDelivered, 0, 10*365*24*time.Hour)
 	durRange("RELAY_RETAIN_DEAD", c.RetainDead, 0, 10*365*24*time.Hour)
 	durRange("RELAY_PURGE_INTERVAL", c.PurgeInterval, 0, 7*24*time.Hour)
+	durRange("RELAY_STARTUP_TIMEOUT", c.StartupTimeout, 0, time.Hour)
 	return errors.Join(errs...)
 }
 
