@@ -186,7 +186,6 @@ func TestRelayWorksInPgBouncerTransactionModeExecModes(t *testing.T) {
 	}
 }
 
-
 // TestLiveRelayKeepsItsLease: sends take longer than the lease; the relay
 // extends the leases of rows it holds, so another relay's rescuer never
 // takes them and nothing is sent twice.
