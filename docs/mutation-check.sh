@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Breaks each guarantee of docs/RELIABILITY.md once, in a scratch git
+# worktree, and checks that the test named for it fails. Prints one line per
+# mutation: CAUGHT (the test failed, as it must) or MISSED.
+# Usage: TEST_DATABASE_URL=... bash docs/mutation-check.sh
+set -uo pipefail
+repo=$(git rev-parse --show-toplevel)
+work=$(mktemp -d)/mut
+git -C "$repo" worktree add -q --detach "$work" HEAD
+trap 'git -C "$repo" worktree remove --force "$work"' EXIT
+cd "$work"
+
+# mutate NAME FILE PYTHON-OLD PYTHON-NEW PACKAGE TEST-REGEX [COUNT]
+mutate() {
+  local name=$1 file=$2 old=$3 new=$4 pkg=$5 run=$6 count=${7:-1}
+  git checkout -q -- .
+  python3 - "$file" "$old" "$new" <<'PY' || { echo "SKIPPED  $name (pattern not found)"; return; }
+import sys
+p, old, new = sys.argv[1:]
+s = open(p).read()
+# Several replacements may be given, separated by lines of "@@".
+for o, n in zip(old.split("\n@@\n"), new.split("\n@@\n")):
+    if o not in s: sys.exit(1)
+    s = s.replace(o, n)
+open(p, 'w').write(s)
+PY
+  if go test -count="$count" -run "$run" "$pkg" >/tmp/mutation.out 2>&1; then
+    echo "MISSED   $name ($run still passes)"
+  else
+    echo "CAUGHT   $name by $run"
+  fi
+}
+
+mutate "record without compare-and-set" sql/record_results.sql \
+  "    AND o.attempts = r.attempt
+    AND ((o.status = 'in_flight' AND o.lease_owner = \$1)
+         OR (o.status = 'pending' AND o.attempts_base < o.attempts))" "" \
+  ./internal/outbox 'TestLateResultAfterRescue|TestTerminalStatesStayTerminal'
+mutate "rescuer resets by id without lock or re-check" sql/rescue_expired.sql \
+  "  FOR UPDATE SKIP LOCKED" "" ./internal/outbox TestRescueRacingCompletionNeverRedelivers 3
+mutate "claim without FOR UPDATE SKIP LOCKED" sql/claim.sql \
+  "  LIMIT greatest(\$2 - (SELECT count(*) FROM fair), 0)
+  FOR UPDATE SKIP LOCKED" "  LIMIT greatest(\$2 - (SELECT count(*) FROM fair), 0)" \
+  ./internal/outbox TestConcurrentClaimsTakeAtMostLimitAndNeverTheSameRow 3
+mutate "release spends the attempt" sql/release.sql "    attempts         = o.attempts - 1," "" \
+  ./internal/outbox TestReleaseGivesBackWithoutSpendingAnAttempt
+mutate "no fair pass in the claim" internal/outbox/outbox.go \
+  "FairUsers: 100, FairPerUser: 10" "FairUsers: 100, FairPerUser: 0" ./internal/outbox TestClaimIsFairAcrossConnectedUsers
+mutate "circuit breaker never opens" internal/relay/breaker.go \
+  "if b.streak >= b.threshold && len(b.users) >= 2 {" "if false {" ./internal/relay TestOutageDoesNotKillEvents
+mutate "Retry-After ignored" internal/relay/relay.go \
+  "out.RetryDelay = max(d, res.RetryAfter)" "out.RetryDelay = d" ./internal/relay TestRetries500And429UntilDelivered
+mutate "leases not extended" internal/relay/relay.go \
+  "		if _, err := r.store.ExtendLeases(ctx, r.cfg.RelayID, ids, r.cfg.Lease); err != nil && ctx.Err() == nil {" \
+  "		if _, err := r.store.ExtendLeases(ctx, r.cfg.RelayID, nil, r.cfg.Lease); err != nil && ctx.Err() == nil {" \
+  ./internal/relay TestLiveRelayKeepsItsLease
+mutate "unsent rows not released at shutdown" internal/relay/relay.go \
+  "	r.release(bg, toRelease)" "	_ = toRelease" ./internal/relay TestGracefulShutdownReleasesUnsentRowsWithoutSpendingAttempts
+mutate "payload decoded through float64" internal/outbox/outbox.go \
+  "		e.Payload = []byte(payload)
+@@
+import (" "		var v any
+		_ = json.Unmarshal([]byte(payload), &v)
+		e.Payload, _ = json.Marshal(v)
+@@
+import (
+	\"encoding/json\"" ./internal/relay TestPoisonEvents
+mutate "401 spends attempts until dead" internal/relay/relay.go \
+  "int(ev.Attempt-ev.AttemptsBase) >= r.cfg.MaxAttempts && !configProblem && !r.breaker.isOpen()" \
+  "int(ev.Attempt-ev.AttemptsBase) >= r.cfg.MaxAttempts" ./internal/relay TestRotatedKeyDoesNotKillEvents
+mutate "rejected (4xx) events retried instead of dead" internal/paragon/client.go \
+  "	case status >= 400 && status < 500:
+		return Rejected, false" "	case status >= 400 && status < 500:
+		return Retry, false" ./internal/relay TestRejectedEventGoesDeadAfterOneAttemptWithoutBlockingOthers
+mutate "relay exits when the database is down at start-up" cmd/outbox-relay/relay.go \
+  "openPoolWaiting(ctx, cfg, 8, log)" "openPool(ctx, cfg, 8)" ./internal/chaos TestChaos
