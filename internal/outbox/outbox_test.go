@@ -53,7 +53,14 @@ func TestConcurrentClaimsTakeAtMostLimitAndNeverTheSameRow(t *testing.T) {
 	var mu sync.Mutex
 	owner := map[int64]string{}
 	var wg sync.WaitGroup
-	errs := make(chan error, 8)
+	// Only the first few errors are kept; a claimer never blocks reporting one.
+	errs := make(chan error, 64)
+	report := func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}
 	for w := range 8 {
 		wg.Add(1)
 		go func() {
@@ -62,11 +69,11 @@ func TestConcurrentClaimsTakeAtMostLimitAndNeverTheSameRow(t *testing.T) {
 			for {
 				evs, err := s.Claim(ctx, me, limit, time.Minute)
 				if err != nil {
-					errs <- err
+					report(err)
 					return
 				}
 				if len(evs) > limit {
-					errs <- fmt.Errorf("claim returned %d rows, limit %d", len(evs), limit)
+					report(fmt.Errorf("claim returned %d rows, limit %d", len(evs), limit))
 					return
 				}
 				if len(evs) == 0 {
@@ -75,11 +82,11 @@ func TestConcurrentClaimsTakeAtMostLimitAndNeverTheSameRow(t *testing.T) {
 				mu.Lock()
 				for _, e := range evs {
 					if prev, dup := owner[e.ID]; dup {
-						errs <- fmt.Errorf("row %d claimed by %s and %s", e.ID, prev, me)
+						report(fmt.Errorf("row %d claimed by %s and %s", e.ID, prev, me))
 					}
 					owner[e.ID] = me
 					if e.Attempt != 1 || e.ID < 1<<32 {
-						errs <- fmt.Errorf("row %d: attempt %d", e.ID, e.Attempt)
+						report(fmt.Errorf("row %d: attempt %d", e.ID, e.Attempt))
 					}
 				}
 				mu.Unlock()
