@@ -37,7 +37,11 @@ mutate "record without compare-and-set" sql/record_results.sql \
          OR (o.status = 'pending' AND o.attempts_base < o.attempts))" "" \
   ./internal/outbox 'TestLateResultAfterRescue|TestTerminalStatesStayTerminal'
 mutate "rescuer resets by id without lock or re-check" sql/rescue_expired.sql \
-  "  FOR UPDATE SKIP LOCKED" "" ./internal/outbox TestRescueRacingCompletionNeverRedelivers 3
+  "  FOR UPDATE SKIP LOCKED
+@@
+  WHERE o.id = e.id AND o.status = 'in_flight' AND o.lease_expires_at < now()" "
+@@
+  WHERE o.id = e.id" ./internal/outbox TestRescueRacingCompletionNeverRedelivers 5
 mutate "claim without FOR UPDATE SKIP LOCKED" sql/claim.sql \
   "  LIMIT greatest(\$2 - (SELECT count(*) FROM fair), 0)
   FOR UPDATE SKIP LOCKED" "  LIMIT greatest(\$2 - (SELECT count(*) FROM fair), 0)" \
