@@ -530,7 +530,7 @@ func TestDoctorWarnsAboutAReadableKeyFile(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("code %d\n%s%s", code, stdout, stderr)
 	}
-	if want := "warning: signing key file " + p + " is readable by group or others (mode -rw-r--r--); chmod 600 it"; !strings.Contains(stdout, want) {
+	if want := "warning: signing key file " + p + " is accessible to other users (mode -rw-r--r--); chmod 600 it"; !strings.Contains(stdout, want) {
 		t.Errorf("output lacks %q:\n%s", want, stdout)
 	}
 }

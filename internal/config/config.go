@@ -359,12 +359,14 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// KeyWarning is non-empty when the key file is readable by group or others.
+// KeyWarning is non-empty when the key file is accessible to others (any
+// user). Group access is allowed: Kubernetes mounts Secrets group-readable
+// when fsGroup is set (kubernetes/kubernetes#57923).
 type KeyWarning string
 
 // LoadKey reads and parses the signing key from SigningKeyPEM or
 // SigningKeyFile. Errors name the variable and never contain key material.
-// A key file readable by group or others returns a warning to log.
+// A key file accessible to others returns a warning to log.
 func (c *Config) LoadKey() (*rsa.PrivateKey, KeyWarning, error) {
 	var warn KeyWarning
 	text, src := c.SigningKeyPEM, "PARAGON_SIGNING_KEY"
@@ -374,8 +376,8 @@ func (c *Config) LoadKey() (*rsa.PrivateKey, KeyWarning, error) {
 		if err != nil {
 			return nil, "", fmt.Errorf("%s: cannot read %q: %w", src, c.SigningKeyFile, errors.Unwrap(err))
 		}
-		if st.Mode().Perm()&0o077 != 0 {
-			warn = KeyWarning(fmt.Sprintf("signing key file %s is readable by group or others (mode %v); chmod 600 it", c.SigningKeyFile, st.Mode().Perm()))
+		if st.Mode().Perm()&0o007 != 0 {
+			warn = KeyWarning(fmt.Sprintf("signing key file %s is accessible to other users (mode %v); chmod 600 it", c.SigningKeyFile, st.Mode().Perm()))
 		}
 		b, err := os.ReadFile(c.SigningKeyFile)
 		if err != nil {

@@ -485,13 +485,15 @@ func TestLoadKey(t *testing.T) {
 			t.Fatalf("warning for a 0600 file: %s", warn)
 		}
 	})
-	t.Run("file 0400", func(t *testing.T) {
-		c := config.Config{SigningKeyFile: writeKey(t, p, 0o400)}
-		if _, warn, err := c.LoadKey(); err != nil || warn != "" {
-			t.Fatalf("LoadKey = %q, %v", warn, err)
-		}
-	})
-	for _, mode := range []os.FileMode{0o644, 0o640, 0o604} {
+	for _, mode := range []os.FileMode{0o400, 0o440, 0o640} { // group access: Kubernetes fsGroup mounts
+		t.Run(fmt.Sprintf("file %04o", mode), func(t *testing.T) {
+			c := config.Config{SigningKeyFile: writeKey(t, p, mode)}
+			if _, warn, err := c.LoadKey(); err != nil || warn != "" {
+				t.Fatalf("LoadKey = %q, %v", warn, err)
+			}
+		})
+	}
+	for _, mode := range []os.FileMode{0o644, 0o604, 0o606} {
 		t.Run(fmt.Sprintf("file %04o warns", mode), func(t *testing.T) {
 			path := writeKey(t, p, mode)
 			c := config.Config{SigningKeyFile: path}
