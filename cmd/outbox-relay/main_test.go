@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
@@ -173,4 +175,49 @@ func TestMigrateUpFromManyReplicasAtOnce(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "applied") || strings.Contains(stdout, "pending") {
 		t.Fatalf("migrate status: %d %s %s", code, stdout, stderr)
 	}
+}
+
+// TestRelayStoppedWhileWaitingForTheDatabaseExitsZero: a sidecar told to
+// stop while it still waits for its database has claimed nothing; that is
+// a clean stop, not a failure.
+func TestRelayStoppedWhileWaitingForTheDatabaseExitsZero(t *testing.T) {
+	clearEnv(t)
+	keyPath, _ := writeKey(t)
+	t.Setenv("PARAGON_PROJECT_ID", "p1")
+	t.Setenv("PARAGON_SIGNING_KEY_FILE", keyPath)
+	t.Setenv("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none?connect_timeout=1")
+	t.Setenv("RELAY_ADMIN_ADDR", "off")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var out, errb syncBuffer
+	go func() { done <- run(ctx, []string{"relay"}, &out, &errb) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(errb.String(), "database not reachable yet") {
+		if time.Now().After(deadline) {
+			t.Fatal("relay never reported waiting for the database")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d after SIGTERM while waiting; stderr: %s", code, errb.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a command writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

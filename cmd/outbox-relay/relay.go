@@ -35,6 +35,12 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	reg := prometheus.NewRegistry()
 	r, pool, err := setupRelay(ctx, cfg, log, relay.NewMetrics(reg))
 	if err != nil {
+		if ctx.Err() != nil {
+			// SIGTERM while still waiting for the database: nothing was
+			// claimed, so this is a clean stop.
+			log.Info("stopped before the relay started", slog.Any("reason", err))
+			return nil
+		}
 		return err
 	}
 	defer pool.Close()
