@@ -65,6 +65,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	add(doctorProject(cfg))
 	add(doctorToken(cfg, key))
 	add(doctorParagon(ctx, cfg))
+	add(doctorParagonAuth(ctx, cfg, key))
 	add(doctorSettings(cfg, envErr))
 
 	failed := 0
@@ -222,6 +223,51 @@ func doctorParagon(ctx context.Context, cfg config.Config) doctorCheck {
 	resp.Body.Close()
 	return doctorCheck{name: name, ok: true, detail: fmt.Sprintf("PARAGON_BASE_URL=%s answered HTTP %s in %s",
 		cfg.BaseURL, resp.Status, time.Since(start).Round(time.Millisecond))}
+}
+
+// doctorParagonAuth asks Paragon whether it accepts a token signed with the
+// configured key for the configured project, without sending an event:
+// GET {base}/projects/{projectId}/sdk/me with a Paragon User Token
+// (CONTRACT.md, "Other endpoints"). 401/403 mean the key does not belong to
+// the project (or was rotated); 404 means Paragon does not know the project.
+func doctorParagonAuth(ctx context.Context, cfg config.Config, key *rsa.PrivateKey) doctorCheck {
+	const name = "paragon auth"
+	if key == nil || strings.TrimSpace(cfg.ProjectID) == "" {
+		return doctorFail(name, "not checked: needs a working signing key and PARAGON_PROJECT_ID (see above)")
+	}
+	tokens, err := paragon.NewTokens(paragon.TokensConfig{Key: key, ProjectID: cfg.ProjectID, TTL: cfg.TokenTTL})
+	if err != nil {
+		return doctorFail(name, "%v", err)
+	}
+	tok, _, err := tokens.Sign(doctorSubject)
+	if err != nil {
+		return doctorFail(name, "%v", err)
+	}
+	endpoint := strings.TrimRight(cfg.BaseURL, "/") + "/projects/" + url.PathEscape(cfg.ProjectID) + "/sdk/me"
+	ctx, cancel := context.WithTimeout(ctx, doctorHTTPTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+	if err != nil {
+		return doctorFail(name, "%v", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	client := &http.Client{Timeout: doctorHTTPTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		return doctorFail(name, "GET %s failed: %v", endpoint, err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return doctorCheck{name: name, ok: true, detail: fmt.Sprintf("Paragon accepted a token for project %s (GET .../sdk/me answered %s)", cfg.ProjectID, resp.Status)}
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return doctorFail(name, "Paragon refused the token (%s): the signing key does not belong to project %s, or it was rotated; every event would fail with 401", resp.Status, cfg.ProjectID)
+	case resp.StatusCode == http.StatusNotFound:
+		return doctorFail(name, "Paragon answered %s for project %s: check PARAGON_PROJECT_ID and PARAGON_BASE_URL", resp.Status, cfg.ProjectID)
+	default:
+		return doctorFail(name, "GET %s answered %s", endpoint, resp.Status)
+	}
 }
 
 // doctorSettings: the remaining RELAY_* and LOG_* settings parse and are in

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -21,6 +20,8 @@ import (
 
 	"github.com/paragon-outbox/outbox-relay/internal/operator"
 	"github.com/paragon-outbox/outbox-relay/internal/operator/operatortest"
+	"github.com/paragon-outbox/outbox-relay/internal/paragon"
+	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
 )
 
@@ -358,11 +359,19 @@ func doctorEnv(t *testing.T) (keyPEM string) {
 	t.Helper()
 	clearEnv(t)
 	db := testdb.New(t)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "not found", http.StatusNotFound)
-	}))
-	t.Cleanup(srv.Close)
 	keyPath, keyPEM := writeKey(t)
+	key, err := paragon.ParseSigningKey(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Paragon stand-in that knows project proj-123 and its key: it answers
+	// GET /projects/proj-123/sdk/me for valid tokens, 404 elsewhere.
+	local, err := paragonlocal.New(paragonlocal.Config{ProjectID: "proj-123", PublicKey: &key.PublicKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(local)
+	t.Cleanup(srv.Close)
 	t.Setenv("DATABASE_URL", db.URL)
 	t.Setenv("PARAGON_PROJECT_ID", "proj-123")
 	t.Setenv("PARAGON_SIGNING_KEY_FILE", keyPath)
@@ -396,13 +405,14 @@ func TestDoctorPassesOnAGoodSetup(t *testing.T) {
 		"project id":     "OK    project id      PARAGON_PROJECT_ID=proj-123",
 		"user token":     `OK    user token      minted an RS256 token (sub "outbox-relay-doctor", aud "useparagon.com/proj-123", valid for 1h0m0s) and verified it with the public key`,
 		"paragon":        "OK    paragon         PARAGON_BASE_URL=" + base + " answered HTTP 404 Not Found in ",
+		"paragon auth":   "OK    paragon auth    Paragon accepted a token for project proj-123 (GET .../sdk/me answered 200 OK)",
 		"relay settings": "OK    relay settings  RELAY_* and LOG_* settings are valid",
 	} {
 		if l := doctorLine(t, stdout, name); !strings.HasPrefix(l, want) {
 			t.Errorf("line %q\nwant prefix %q", l, want)
 		}
 	}
-	if !strings.HasSuffix(stdout, "All 7 checks passed.\n") || strings.Contains(stdout, "warning") {
+	if !strings.HasSuffix(stdout, "All 8 checks passed.\n") || strings.Contains(stdout, "warning") {
 		t.Errorf("output:\n%s", stdout)
 	}
 	lines := strings.Split(strings.TrimSpace(keyPEM), "\n")
@@ -435,12 +445,14 @@ func TestDoctorFailsWithExactReasons(t *testing.T) {
 			t.Setenv("PARAGON_SIGNING_KEY_FILE", "")
 			t.Setenv("PARAGON_SIGNING_KEY", "not a key")
 		}, map[string]string{
-			"signing key": "FAIL  signing key     PARAGON_SIGNING_KEY: bad Paragon signing key: no PEM block found (expected -----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----)",
-			"user token":  "FAIL  user token      not checked: needs a signing key and PARAGON_PROJECT_ID",
+			"signing key":  "FAIL  signing key     PARAGON_SIGNING_KEY: bad Paragon signing key: no PEM block found (expected -----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----)",
+			"user token":   "FAIL  user token      not checked: needs a signing key and PARAGON_PROJECT_ID",
+			"paragon auth": "FAIL  paragon auth    not checked: needs a working signing key and PARAGON_PROJECT_ID (see above)",
 		}},
 		{"key file missing", func(t *testing.T) { t.Setenv("PARAGON_SIGNING_KEY_FILE", "/nonexistent/key.pem") }, map[string]string{
-			"signing key": `FAIL  signing key     PARAGON_SIGNING_KEY_FILE: cannot read "/nonexistent/key.pem": no such file or directory`,
-			"user token":  "FAIL  user token      not checked: needs a signing key and PARAGON_PROJECT_ID",
+			"signing key":  `FAIL  signing key     PARAGON_SIGNING_KEY_FILE: cannot read "/nonexistent/key.pem": no such file or directory`,
+			"user token":   "FAIL  user token      not checked: needs a signing key and PARAGON_PROJECT_ID",
+			"paragon auth": "FAIL  paragon auth    not checked: needs a working signing key and PARAGON_PROJECT_ID (see above)",
 		}},
 		{"public key instead of private", func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "pub.pem")
@@ -449,22 +461,36 @@ func TestDoctorFailsWithExactReasons(t *testing.T) {
 			}
 			t.Setenv("PARAGON_SIGNING_KEY_FILE", p)
 		}, map[string]string{
-			"signing key": "FAIL  signing key     PARAGON_SIGNING_KEY_FILE: bad Paragon signing key: PEM block is a public key; the relay needs the private signing key",
-			"user token":  "FAIL  user token      not checked: needs a signing key and PARAGON_PROJECT_ID",
+			"signing key":  "FAIL  signing key     PARAGON_SIGNING_KEY_FILE: bad Paragon signing key: PEM block is a public key; the relay needs the private signing key",
+			"user token":   "FAIL  user token      not checked: needs a signing key and PARAGON_PROJECT_ID",
+			"paragon auth": "FAIL  paragon auth    not checked: needs a working signing key and PARAGON_PROJECT_ID (see above)",
 		}},
 		{"two key sources", func(t *testing.T) { t.Setenv("PARAGON_SIGNING_KEY", "x") }, map[string]string{
-			"signing key": "FAIL  signing key     set only one of PARAGON_SIGNING_KEY and PARAGON_SIGNING_KEY_FILE",
-			"user token":  "FAIL  user token      not checked: needs a signing key and PARAGON_PROJECT_ID",
+			"signing key":  "FAIL  signing key     set only one of PARAGON_SIGNING_KEY and PARAGON_SIGNING_KEY_FILE",
+			"user token":   "FAIL  user token      not checked: needs a signing key and PARAGON_PROJECT_ID",
+			"paragon auth": "FAIL  paragon auth    not checked: needs a working signing key and PARAGON_PROJECT_ID (see above)",
 		}},
 		{"no project id", func(t *testing.T) { t.Setenv("PARAGON_PROJECT_ID", "") }, map[string]string{
-			"project id": "FAIL  project id      PARAGON_PROJECT_ID is not set (your Paragon project id, from the dashboard)",
-			"user token": "FAIL  user token      not checked: needs a signing key and PARAGON_PROJECT_ID",
+			"project id":   "FAIL  project id      PARAGON_PROJECT_ID is not set (your Paragon project id, from the dashboard)",
+			"user token":   "FAIL  user token      not checked: needs a signing key and PARAGON_PROJECT_ID",
+			"paragon auth": "FAIL  paragon auth    not checked: needs a working signing key and PARAGON_PROJECT_ID (see above)",
 		}},
 		{"unreachable base URL", func(t *testing.T) { t.Setenv("PARAGON_BASE_URL", closedPort(t)) }, map[string]string{
-			"paragon": "~FAIL  paragon         PARAGON_BASE_URL=http://127.0.0.1:",
+			"paragon":      "~FAIL  paragon         PARAGON_BASE_URL=http://127.0.0.1:",
+			"paragon auth": "~FAIL  paragon auth    GET http://127.0.0.1:",
 		}},
 		{"base URL not http", func(t *testing.T) { t.Setenv("PARAGON_BASE_URL", "api.useparagon.com") }, map[string]string{
-			"paragon": `FAIL  paragon         PARAGON_BASE_URL="api.useparagon.com" is not an http(s) URL`,
+			"paragon":      `FAIL  paragon         PARAGON_BASE_URL="api.useparagon.com" is not an http(s) URL`,
+			"paragon auth": "~FAIL  paragon auth    ",
+		}},
+		{"wrong project id", func(t *testing.T) { t.Setenv("PARAGON_PROJECT_ID", "proj-other") }, map[string]string{
+			"paragon auth": "FAIL  paragon auth    Paragon answered 404 Not Found for project proj-other: check PARAGON_PROJECT_ID and PARAGON_BASE_URL",
+		}},
+		{"key of another project (or rotated)", func(t *testing.T) {
+			other, _ := writeKey(t)
+			t.Setenv("PARAGON_SIGNING_KEY_FILE", other)
+		}, map[string]string{
+			"paragon auth": "FAIL  paragon auth    Paragon refused the token (401 Unauthorized): the signing key does not belong to project proj-123, or it was rotated; every event would fail with 401",
 		}},
 		{"database unreachable", func(t *testing.T) {
 			t.Setenv("DATABASE_URL", "postgres://u:s3cretpw@127.0.0.1:1/db?connect_timeout=2")
@@ -488,7 +514,7 @@ func TestDoctorFailsWithExactReasons(t *testing.T) {
 				t.Fatalf("code %d, want 1\n%s%s", code, stdout, stderr)
 			}
 			failed := strings.Count(stdout, "\nFAIL  ") + map[bool]int{true: 1}[strings.HasPrefix(stdout, "FAIL  ")]
-			if failed != len(tc.want) || !strings.Contains(stderr, fmt.Sprintf("outbox-relay doctor: %d of 7 checks failed", failed)) {
+			if failed != len(tc.want) || !strings.Contains(stderr, fmt.Sprintf("outbox-relay doctor: %d of 8 checks failed", failed)) {
 				t.Errorf("%d checks failed, want %d (%v); stderr %q\n%s", failed, len(tc.want), tc.want, stderr, stdout)
 			}
 			for name, want := range tc.want {

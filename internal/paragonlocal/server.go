@@ -275,6 +275,10 @@ func (s *Server) SetRejectFunc(fn func(name, sub string, payload json.RawMessage
 //  8. Recorded, then 201 with body "{}" (CONTRACT.md: Paragon answers 201 on
 //     success; its body is undocumented).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if id, ok := meProject(r.URL.Path); ok && r.Method == http.MethodGet {
+		s.serveMe(w, r, id)
+		return
+	}
 	id, ok := projectFromPath(r.URL.Path)
 	if !ok {
 		s.reject4xx(w, http.StatusNotFound, "not found")
@@ -586,6 +590,39 @@ func (s *Server) WaitForCount(ctx context.Context, n int) error {
 }
 
 // projectFromPath returns {projectId} from "/projects/{projectId}/sdk/events/trigger".
+// meProject matches GET /projects/{projectId}/sdk/me.
+func meProject(p string) (string, bool) {
+	rest, ok := strings.CutPrefix(p, "/projects/")
+	if !ok {
+		return "", false
+	}
+	id, tail, ok := strings.Cut(rest, "/")
+	if !ok || id == "" || tail != "sdk/me" {
+		return "", false
+	}
+	return id, true
+}
+
+// serveMe imitates GET /projects/{projectId}/sdk/me (CONTRACT.md: the
+// Connected User's integrations, user-token auth): 404 for another project,
+// 401 for a token Paragon would refuse, else 200 with an empty
+// integrations object. `outbox-relay doctor` uses it to check the signing
+// key and project id without sending an event.
+func (s *Server) serveMe(w http.ResponseWriter, r *http.Request, id string) {
+	if id != s.projectID {
+		s.reject4xx(w, http.StatusNotFound, "unknown project")
+		return
+	}
+	if _, reason := s.authenticate(r.Header.Get("Authorization")); reason != "" {
+		s.st.rej401.Add(1)
+		w.Header()["Www-Authenticate"] = wwwAuthenticate
+		writeError(w, http.StatusUnauthorized, reason)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte(`{"integrations":{}}`))
+}
+
 func projectFromPath(p string) (string, bool) {
 	rest, ok := strings.CutPrefix(p, "/projects/")
 	if !ok {
