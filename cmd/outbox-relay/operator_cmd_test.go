@@ -267,7 +267,7 @@ func TestRetryCommandRefusals(t *testing.T) {
 		{[]string{"retry"}, "refusing to re-drive every dead event"},
 		{[]string{"retry", "-by", "alice"}, "refusing to re-drive every dead event"},
 		{[]string{"retry", "-id", ""}, "refusing to re-drive every dead event"},
-		{[]string{"retry", "-user", "usr_a"}, "-by is required"},
+		{[]string{"retry", "-user", "usr_a", "-by", " "}, "-by is required"},
 		{[]string{"retry", "-id", "1,x", "-by", "a"}, `-id: "x" is not an outbox id`},
 		{[]string{"retry", "-id", "-5", "-by", "a"}, `-id: "-5" is not an outbox id`},
 		{[]string{"retry", "-since", "yesterday", "-by", "a"}, `-since: "yesterday" is neither an RFC3339 time`},
@@ -280,6 +280,13 @@ func TestRetryCommandRefusals(t *testing.T) {
 	}
 	if n := opCount(t, db.Pool, `SELECT count(*) FROM outbox WHERE status = 'dead'`); n != 3 {
 		t.Fatalf("%d dead left, want all 3", n)
+	}
+	// Without $USER (as in a container) -by defaults to the OS user at this host.
+	if code, _, stderr := runCmd(t, "retry", "-id", opID(m.d1)); code != 0 {
+		t.Fatalf("retry without $USER: code %d: %s", code, stderr)
+	}
+	if n := opCount(t, db.Pool, `SELECT count(*) FROM outbox_redrives WHERE outbox_id = $1 AND redriven_by LIKE '%@%'`, m.d1.ID); n != 1 {
+		t.Fatalf("re-drive without $USER not recorded as user@host")
 	}
 	// -by defaults to $USER.
 	t.Setenv("USER", "carol")

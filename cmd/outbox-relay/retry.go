@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -33,7 +34,7 @@ func runRetry(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.StringVar(&since, "since", "", "only events that died at or after this time: RFC3339 (2026-05-01T12:00:00Z) or a duration ago (2h, 90m)")
 		fs.BoolVar(&all, "all", false, "allow re-driving every dead event when no other filter is given")
 		fs.StringVar(&reason, "reason", "", "why, recorded with each re-drive")
-		fs.StringVar(&by, "by", os.Getenv("USER"), "who is re-driving, recorded with each re-drive (default $USER)")
+		fs.StringVar(&by, "by", defaultActor(), "who is re-driving, recorded with each re-drive (default $USER, else the OS user and host)")
 		fs.BoolVar(&dryRun, "dry-run", false, "only show what would be re-driven")
 	})
 	if err != nil {
@@ -53,7 +54,7 @@ func runRetry(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: %v (-id, -user, -error, -since, or -all)", errUsage, operator.ErrEmptyFilter)
 	}
 	if strings.TrimSpace(by) == "" && !dryRun {
-		return fmt.Errorf("%w: -by is required (who is re-driving; $USER is not set)", errUsage)
+		return fmt.Errorf("%w: -by is required (who is re-driving)", errUsage)
 	}
 	pool, err := openPool(ctx, cfg, 2)
 	if err != nil {
@@ -146,4 +147,21 @@ func retryDeadEvents(n int64) string {
 		return "1 dead event"
 	}
 	return fmt.Sprintf("%d dead events", n)
+}
+
+// defaultActor names who runs a re-drive when -by is not given: $USER, else
+// the operating system's user name (or uid) at this host, so the audit trail
+// always says something true, also in containers where USER is unset.
+func defaultActor() string {
+	if u := strings.TrimSpace(os.Getenv("USER")); u != "" {
+		return u
+	}
+	name := fmt.Sprintf("uid:%d", os.Getuid())
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	if host, err := os.Hostname(); err == nil && host != "" {
+		name += "@" + host
+	}
+	return name
 }
