@@ -3,7 +3,9 @@ package relay_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -214,4 +216,57 @@ func TestLiveRelayKeepsItsLease(t *testing.T) {
 	if sa.Rescued+sb.Rescued != 0 || sa.LostLeases+sb.LostLeases != 0 {
 		t.Fatalf("rescued %d, lost leases %d; want none", sa.Rescued+sb.Rescued, sa.LostLeases+sb.LostLeases)
 	}
+}
+
+// TestFailuresReachTheLog: an operator reading only the logs learns that
+// tokens are refused and which events died, without payloads or tokens.
+func TestFailuresReachTheLog(t *testing.T) {
+	h := newHarness(t, paragonlocal.Faults{})
+	var buf syncBuffer
+	h.log = slog.New(slog.NewTextHandler(&buf, nil))
+	h.srv.SetRejectFunc(func(name, sub string, payload json.RawMessage) int {
+		if strings.Contains(string(payload), "reject-400") {
+			return 400
+		}
+		if sub == "usr_locked" {
+			return 401
+		}
+		return 0
+	})
+	if _, err := h.db.Pool.Exec(context.Background(), `
+		INSERT INTO leads (owner_id, last_name, title) VALUES ('usr_ok', 'A', 'reject-400'), ('usr_locked', 'B', NULL), ('usr_ok', 'C', NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	_, stop := h.start(t, fastConfig("relay-logs"))
+	deadline := time.Now().Add(time.Minute)
+	for !(strings.Contains(buf.String(), "event is dead") && strings.Contains(buf.String(), "Paragon refused the relay's tokens")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log lacks the dead event or the refused tokens:\n%s", buf.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	logs := buf.String()
+	for _, secret := range []string{"Bearer", "eyJ", "lastName"} {
+		if strings.Contains(logs, secret) {
+			t.Fatalf("log contains %q:\n%s", secret, logs)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"sync"
 	"testing"
@@ -37,6 +38,7 @@ type harness struct {
 	base   string
 	client *paragon.Client
 	tokens *paragon.Tokens
+	log    *slog.Logger // relays' logger; nil discards
 }
 
 func newHarness(t *testing.T, faults paragonlocal.Faults) *harness {
@@ -102,7 +104,7 @@ func (h *harness) startWith(t *testing.T, cfg relay.Config, maxPayload int) (r *
 
 func (h *harness) run(t *testing.T, cfg relay.Config, client *paragon.Client) (r *relay.Relay, stop func()) {
 	t.Helper()
-	r, err := relay.New(h.store, client, cfg, nil)
+	r, err := relay.New(h.store, client, cfg, h.log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -138,6 +138,8 @@ type Relay struct {
 	outstanding int
 	freed       chan struct{} // signalled when outstanding drops
 
+	retrySummary retrySummary
+
 	stats struct {
 		claimed, delivered, retried, dead, released, rescued, lost, unrecorded atomic.Int64
 	}
@@ -586,10 +588,40 @@ func (r *Relay) count(buf []outbox.Result, moved []int64) {
 			r.stats.delivered.Add(1)
 		case outbox.OutcomeRetry:
 			r.stats.retried.Add(1)
+			r.retrySummary.n++
+			r.retrySummary.lastErr, r.retrySummary.lastStatus = b.Error, b.HTTPStatus
+			if b.HTTPStatus == 401 || b.HTTPStatus == 403 {
+				r.retrySummary.auth++
+			}
 		case outbox.OutcomeDead:
 			r.stats.dead.Add(1)
+			r.log.Warn("event is dead: it will not be retried until an operator re-drives it (outbox-relay retry)",
+				slog.Int64("outbox_id", b.ID), slog.Int("attempt", int(b.Attempt)), slog.Int("http_status", b.HTTPStatus), slog.String("error", b.Error))
 		}
 	}
+	// Failures that will be retried are logged at most once per 30 s, the
+	// first at once, the rest summarised (an outage would flood the log).
+	if rs := &r.retrySummary; rs.n > 0 && time.Since(rs.lastLog) >= 30*time.Second {
+		msg := "attempts failed and will be retried"
+		if rs.auth > 0 {
+			msg = "Paragon refused the relay's tokens (401/403): check PARAGON_SIGNING_KEY and PARAGON_PROJECT_ID; attempts will be retried"
+		}
+		r.log.Warn(msg, slog.Int("failed_attempts", rs.n), slog.Int("auth_failures", rs.auth),
+			slog.Duration("over", time.Since(rs.since).Round(time.Second)), slog.Int("last_http_status", rs.lastStatus), slog.String("last_error", rs.lastErr))
+		*rs = retrySummary{since: time.Now(), lastLog: time.Now()}
+	} else if rs.n == 0 {
+		rs.since = time.Now()
+	}
+}
+
+// retrySummary accumulates retryable failures between two log lines. Only
+// the recorder goroutine touches it.
+type retrySummary struct {
+	since      time.Time // start of the period summarised
+	lastLog    time.Time
+	n, auth    int
+	lastErr    string
+	lastStatus int
 }
 
 // leaseLoop extends the lease of every held row each Lease/3.
