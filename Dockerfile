@@ -11,7 +11,7 @@ RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/outbox-
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/outbox-relay /usr/local/bin/outbox-relay
 USER nonroot:nonroot
-# Admin server (metrics, health) when enabled with RELAY_ADMIN_ADDR.
+# Admin server: /metrics, /healthz, /readyz (RELAY_ADMIN_ADDR, default :9090; off disables).
 EXPOSE 9090
 ENTRYPOINT ["/usr/local/bin/outbox-relay"]
 CMD ["relay"]

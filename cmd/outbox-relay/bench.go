@@ -1,144 +1,117 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"runtime"
-	"runtime/pprof"
-	"time"
+	"strings"
 
+	"github.com/paragon-outbox/outbox-relay/internal/bench"
 	"github.com/paragon-outbox/outbox-relay/internal/config"
-	"github.com/paragon-outbox/outbox-relay/internal/leads"
-	"github.com/paragon-outbox/outbox-relay/internal/migrate"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
-	"github.com/paragon-outbox/outbox-relay/internal/pgutil"
 )
 
-// runBench measures how fast one relay drains a backlog of real leads into
-// the local Paragon endpoint. It works in its own scratch database
-// (outbox_relay_bench) on the server of DATABASE_URL, recreated each run.
+// runBench measures the project's performance targets, one scenario each
+// (internal/bench), against the local Paragon endpoint, every scenario in
+// its own scratch database on the DATABASE_URL server, and prints one
+// results table (or JSON). Relay settings come from the environment and
+// flags as for `outbox-relay relay`, at their defaults unless set.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		leadsPath string
-		copies    int
-		dbName    string
-		latency   time.Duration
+		scenarios string
+		dbPrefix  string
+		quick     bool
 		keep      bool
+		asJSON    bool
 		cpuProf   string
 	)
-	cfg, _, err := loadConfig("bench", args, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&leadsPath, "leads", "testdata/leads.csv", "CSV of leads to load (leads.csv layout)")
-		fs.IntVar(&copies, "copies", 1, "load the CSV this many times (backlog = rows x copies)")
-		fs.StringVar(&dbName, "db", "outbox_relay_bench", "scratch database to (re)create on the DATABASE_URL server")
-		fs.DurationVar(&latency, "latency", 0, "latency the local Paragon endpoint adds to every request")
-		fs.BoolVar(&keep, "keep", false, "keep the scratch database afterwards")
-		fs.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of the drain to this file (go tool pprof)")
+	cfg, fs, err := loadConfig("bench", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&scenarios, "scenario", "all", "scenarios to run, comma-separated: "+strings.Join(bench.Names(), ","))
+		fs.BoolVar(&quick, "quick", false, "sizes for a smoke test (seconds per scenario, not meaningful figures)")
+		fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+		fs.StringVar(&leadsPath, "leads", "testdata/leads.csv", "CSV of leads to write (leads.csv layout)")
+		fs.StringVar(&dbPrefix, "db", "outbox_relay_bench", "name prefix of the scratch databases made on the DATABASE_URL server")
+		fs.BoolVar(&keep, "keep", false, "keep the scratch databases afterwards")
+		fs.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of each scenario's measured phase to this file (several scenarios: file.<scenario>.ext)")
+		fs.Usage = func() {
+			fmt.Fprintf(fs.Output(), "Usage: outbox-relay bench [-quick] [-scenario name[,name]] [-json] [flags]\n\nScenarios:\n%s\nFlags:\n", bench.Summaries())
+			fs.PrintDefaults()
+		}
 	})
 	if err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	names, err := bench.ParseScenarios(scenarios)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if err := cfg.ValidateDatabase(); err != nil {
 		return err
 	}
 	csv, err := os.ReadFile(leadsPath)
 	if err != nil {
 		return fmt.Errorf("leads file: %w (run from the repository root, or pass -leads)", err)
 	}
-	if os.Getenv("RELAY_POLL_INTERVAL") == "" {
-		cfg.PollInterval = 10 * time.Millisecond
-	}
-	scratch, err := pgutil.Recreate(ctx, cfg.DatabaseURL, dbName)
+	exe, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("bench database: %w", err)
+		exe = ""
 	}
-	if !keep {
-		defer pgutil.Drop(context.Background(), cfg.DatabaseURL, dbName)
-	}
-	cfg.DatabaseURL = scratch
-	pool, err := openPool(ctx, cfg, 4)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if _, err := migrate.Up(ctx, pool, nil); err != nil {
-		return err
-	}
-	loadStart := time.Now()
-	var total int64
-	for range copies {
-		n, err := leads.CopyCSV(ctx, pool, bytes.NewReader(csv))
-		if err != nil {
-			return err
-		}
-		total += n
-	}
-	loadTime := time.Since(loadStart)
-	if _, err := pool.Exec(ctx, `VACUUM ANALYZE outbox`); err != nil {
-		return err
-	}
-
-	lp, err := startLocalParagon("bench-project", paragonlocal.Faults{Latency: latency}, true)
-	if err != nil {
-		return err
-	}
-	defer lp.stop(context.Background())
-	rcfg := lp.relayConfig(cfg)
-	if err := rcfg.Validate(); err != nil {
-		return fmt.Errorf("configuration:\n%w", err)
-	}
-	log := newLogger(rcfg, io.Discard)
+	// Relay logs are discarded unless LOG_LEVEL asks for them.
+	logw := io.Discard
 	if os.Getenv("LOG_LEVEL") != "" {
-		log = newLogger(rcfg, stderr)
+		logw = stderr
 	}
-	r, rpool, err := setupRelay(ctx, rcfg, log, nil)
-	if err != nil {
-		return err
+	log := newLogger(cfg, logw)
+
+	rep, runErr := bench.Run(ctx, bench.Options{
+		Scenarios:  names,
+		Quick:      quick,
+		Keep:       keep,
+		DBPrefix:   dbPrefix,
+		CPUProfile: cpuProf,
+		Config:     cfg,
+		LeadsCSV:   csv,
+		Executable: exe,
+		Progress:   stderr,
+		StartEndpoint: func(f paragonlocal.Faults) (*bench.Endpoint, error) {
+			lp, err := startLocalParagon("bench-project", f, true)
+			if err != nil {
+				return nil, err
+			}
+			return &bench.Endpoint{
+				Server:    lp.server,
+				Configure: lp.relayConfig,
+				Env: []string{
+					"PARAGON_PROJECT_ID=" + lp.project, "PARAGON_SIGNING_KEY=" + lp.keyPEM,
+					"PARAGON_SIGNING_KEY_FILE=", "PARAGON_BASE_URL=" + lp.baseURL,
+				},
+				Stop: lp.stop,
+			}, nil
+		},
+		SetupRelay: func(ctx context.Context, rcfg config.Config) (bench.Relay, func(), error) {
+			r, pool, err := setupRelay(ctx, rcfg, log, nil)
+			if err != nil {
+				return nil, nil, err
+			}
+			return r, pool.Close, nil
+		},
+	})
+	if rep == nil {
+		return runErr
 	}
-	defer rpool.Close()
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	done := make(chan error, 1)
-	if cpuProf != "" {
-		pf, err := os.Create(cpuProf)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	if asJSON {
+		err = rep.WriteJSON(stdout)
+	} else {
+		err = rep.WriteText(stdout)
 	}
-	start := time.Now()
-	go func() { done <- r.Run(runCtx) }()
-	waitErr := waitSettled(ctx, pool, 0, total, 30*time.Minute)
-	drain := time.Since(start)
-	stop()
-	if err := <-done; err != nil {
-		return err
+	if runErr != nil {
+		return runErr
 	}
-	if waitErr != nil {
-		return waitErr
-	}
-	var delivered, dead int64
-	if err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'delivered'), count(*) FILTER (WHERE status = 'dead') FROM outbox`).Scan(&delivered, &dead); err != nil {
-		return err
-	}
-	dups := 0
-	for _, c := range lp.server.CountByEventID() {
-		if c > 1 {
-			dups += c - 1
-		}
-	}
-	fmt.Fprintf(stdout, "outbox-relay bench: drain a backlog with one relay (%d CPUs, %s)\n", runtime.NumCPU(), runtime.Version())
-	fmt.Fprintf(stdout, "  leads loaded     %d (COPY with trigger, %s, %.0f leads/s)\n", total, loadTime.Round(time.Millisecond), float64(total)/loadTime.Seconds())
-	fmt.Fprintf(stdout, "  concurrency      %d, batch %d, endpoint latency %s\n", rcfg.Concurrency, rcfg.BatchSize, latency)
-	fmt.Fprintf(stdout, "  delivered        %d (dead %d, duplicates at endpoint %d)\n", delivered, dead, dups)
-	fmt.Fprintf(stdout, "  drain time       %s\n", drain.Round(time.Millisecond))
-	fmt.Fprintf(stdout, "  throughput       %.0f events/s\n", float64(delivered)/drain.Seconds())
-	if delivered != total {
-		return fmt.Errorf("delivered %d of %d", delivered, total)
-	}
-	_ = config.Config{}
-	return nil
+	return err
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/paragon-outbox/outbox-relay/internal/leads"
 	"github.com/paragon-outbox/outbox-relay/internal/migrate"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
+	"github.com/paragon-outbox/outbox-relay/internal/pgutil"
 	"github.com/paragon-outbox/outbox-relay/internal/status"
 )
 
@@ -60,12 +61,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fail500   float64
 		fail429   float64
 		timeout   time.Duration
+		dbName    string
 	)
 	cfg, _, err := loadConfig("demo", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&leadsPath, "leads", "testdata/leads-sample.csv", "CSV of leads to load (leads.csv layout)")
 		fs.Float64Var(&fail500, "fail500", 0.05, "share of requests the local endpoint answers 500")
 		fs.Float64Var(&fail429, "fail429", 0.05, "share of requests the local endpoint answers 429 with Retry-After: 1")
 		fs.DurationVar(&timeout, "timeout", 2*time.Minute, "give up if the leads are not all delivered by then")
+		fs.StringVar(&dbName, "db", "outbox_relay_demo", "database the demo (re)creates on the DATABASE_URL server; empty: use DATABASE_URL itself")
 	})
 	if err != nil {
 		return err
@@ -77,7 +80,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		cfg.PollInterval = 50 * time.Millisecond
 	}
 	log := newLogger(cfg, stderr)
-	fmt.Fprintf(stdout, "== outbox-relay demo\nDatabase: %s\n", config.RedactURL(cfg.DatabaseURL))
+	if dbName != "" {
+		// A fresh database each run, so the figures below are this run's.
+		u, err := pgutil.Recreate(ctx, cfg.DatabaseURL, dbName)
+		if err != nil {
+			return fmt.Errorf("demo database %s on the DATABASE_URL server (%s): %w", dbName, config.RedactURL(cfg.DatabaseURL), err)
+		}
+		cfg.DatabaseURL = u
+	}
+	fmt.Fprintf(stdout, "== outbox-relay demo\nDatabase: %s (recreated for this run)\n", config.RedactURL(cfg.DatabaseURL))
 	f, err := os.Open(leadsPath)
 	if err != nil {
 		return fmt.Errorf("leads file: %w (run the demo from the repository root, or pass -leads)", err)
@@ -152,7 +163,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := rep.WriteText(stdout); err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, "\nQuery the delivery status tables yourself, for example:\n  psql \"$DATABASE_URL\" -c \"SELECT status, count(*) FROM outbox GROUP BY status\"")
+	fmt.Fprintf(stdout, "\nThe database is kept: look around yourself, for example\n  psql '%s' -c 'SELECT status, count(*) FROM outbox GROUP BY status'\n  DATABASE_URL='%s' ./bin/outbox-relay inspect lead:1\n",
+		config.RedactURL(cfg.DatabaseURL), config.RedactURL(cfg.DatabaseURL))
 	if delivered != loaded {
 		return fmt.Errorf("only %d of %d leads were delivered", delivered, loaded)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paragon-outbox/outbox-relay/internal/paragon"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
+	"github.com/paragon-outbox/outbox-relay/internal/pgutil"
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
 )
 
@@ -128,7 +131,9 @@ func TestDemoDeliversTheSampleLeads(t *testing.T) {
 	clearEnv(t)
 	db := testdb.New(t)
 	t.Setenv("DATABASE_URL", db.URL)
-	code, stdout, stderr := runCmd(t, "demo", "-leads", "../../testdata/leads-sample.csv")
+	demoDB := db.Name + "_demo"
+	t.Cleanup(func() { _ = pgutil.Drop(context.Background(), db.URL, demoDB) })
+	code, stdout, stderr := runCmd(t, "demo", "-leads", "../../testdata/leads-sample.csv", "-db", demoDB)
 	if code != 0 {
 		t.Fatalf("demo failed (%d):\n%s\n%s", code, stdout, stderr)
 	}
@@ -137,7 +142,11 @@ func TestDemoDeliversTheSampleLeads(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", want, stdout)
 		}
 	}
-	code, stdout, stderr = runCmd(t, "status", "-json")
+	demoURL, err := pgutil.WithDatabase(db.URL, demoDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = runCmd(t, "status", "-json", "-database-url", demoURL)
 	if code != 0 {
 		t.Fatalf("status: %d %s", code, stderr)
 	}
@@ -220,4 +229,56 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestParagonLocalCommand: the standalone endpoint verifies tokens against
+// the signing key's public half and rejects matching events as told.
+func TestParagonLocalCommand(t *testing.T) {
+	clearEnv(t)
+	keyPath, keyPEM := writeKey(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var out, errb syncBuffer
+	go func() {
+		done <- run(ctx, []string{"paragon-local", "-addr", addr, "-project-id", "p1", "-signing-key-file", keyPath,
+			"-reject-match", "poison", "-reject-status", "422"}, &out, &errb)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("paragon-local exit %d: %s", code, errb.String())
+		}
+	}()
+	key, err := paragon.ParseSigningKey(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, _ := paragon.NewTokens(paragon.TokensConfig{Key: key, ProjectID: "p1"})
+	client, err := paragon.NewClient(paragon.ClientConfig{BaseURL: "http://" + addr, ProjectID: "p1", Tokens: tokens, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(payload string) paragon.Result {
+		var res paragon.Result
+		for range 100 { // the server may still be starting
+			res = client.Send(context.Background(), paragon.Event{Name: "Lead Created", UserID: "u1", Payload: []byte(payload)})
+			if res.Status != 0 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return res
+	}
+	if res := send(`{"title":"fine"}`); res.Outcome != paragon.Delivered || res.Status != 201 {
+		t.Fatalf("good event: %+v", res)
+	}
+	if res := send(`{"title":"poison"}`); res.Outcome != paragon.Rejected || res.Status != 422 {
+		t.Fatalf("matching event: %+v", res)
+	}
 }

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"time"
 
@@ -35,6 +38,12 @@ func runParagonLocal(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.DurationVar(&f.SlowDelay, "slow-delay", 2*time.Second, "delay of slow requests")
 	fs.Float64Var(&f.Drop, "drop", 0, "share of requests whose connection is closed without an answer")
 	fs.DurationVar(&f.Latency, "latency", 0, "added to every request")
+	var rejectStatus int
+	var rejectShare float64
+	var rejectMatch string
+	fs.IntVar(&rejectStatus, "reject-status", 422, "status for rejected events (with -reject-share or -reject-match), e.g. 400, 413, 422")
+	fs.Float64Var(&rejectShare, "reject-share", 0, "share of events answered -reject-status (permanent failures: the relay makes them dead)")
+	fs.StringVar(&rejectMatch, "reject-match", "", "answer -reject-status to every event whose payload contains this text")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -76,6 +85,17 @@ func runParagonLocal(ctx context.Context, args []string, stdout, stderr io.Write
 	srv, err := paragonlocal.New(cfg)
 	if err != nil {
 		return err
+	}
+	if rejectShare > 0 || rejectMatch != "" {
+		if rejectStatus < 400 || rejectStatus > 599 {
+			return fmt.Errorf("%w: -reject-status %d is not a 4xx or 5xx status", errUsage, rejectStatus)
+		}
+		srv.SetRejectFunc(func(name, sub string, payload json.RawMessage) int {
+			if (rejectMatch != "" && bytes.Contains(payload, []byte(rejectMatch))) || (rejectShare > 0 && rand.Float64() < rejectShare) {
+				return rejectStatus
+			}
+			return 0
+		})
 	}
 	fmt.Fprintf(stderr, "local Paragon endpoint for project %q on http://%s (POST /projects/%s/sdk/events/trigger)\n", project, addr, project)
 	return paragonlocal.ListenAndServe(ctx, addr, srv)
