@@ -3,7 +3,12 @@
 -- $1 relay id; arrays, one element per attempt:
 -- $2 outbox ids, $3 attempt numbers, $4 outcome ('delivered' | 'retry' | 'dead'),
 -- $5 HTTP status (NULL when there was no response), $6 error (NULL on success),
--- $7 started_at, $8 finished_at, $9 retry delay in milliseconds (for 'retry').
+-- $7 started_at, $8 finished_at, $9 retry delay in milliseconds (for 'retry'),
+-- $10 uncounted: true when this attempt must not count toward the event's
+-- RELAY_MAX_ATTEMPTS (the relay's configuration was refused with 401/403/404,
+-- the circuit breaker was open, or the relay was shutting down); it then
+-- raises attempts_base with attempts, so attempts - attempts_base counts only
+-- the attempts that say something about the event itself.
 --
 -- Compare-and-set: a row moves only if it is still at the attempt the relay
 -- sent, and either still leased by this relay or rescued to pending and not
@@ -20,8 +25,8 @@
 WITH r AS (
   SELECT *
   FROM unnest($2::bigint[], $3::int[], $4::text[], $5::int[], $6::text[],
-              $7::timestamptz[], $8::timestamptz[], $9::bigint[])
-       AS r(id, attempt, outcome, http_status, error, started_at, finished_at, retry_delay_ms)
+              $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::bool[])
+       AS r(id, attempt, outcome, http_status, error, started_at, finished_at, retry_delay_ms, uncounted)
 ),
 moved AS (
   UPDATE outbox AS o
@@ -30,6 +35,7 @@ moved AS (
       next_attempt_at  = CASE WHEN r.outcome = 'retry'
                               THEN now() + r.retry_delay_ms * interval '1 millisecond'
                               ELSE o.next_attempt_at END,
+      attempts_base    = o.attempts_base + CASE WHEN r.uncounted THEN 1 ELSE 0 END,
       last_error       = r.error,
       last_http_status = r.http_status,
       lease_owner      = NULL,

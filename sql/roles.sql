@@ -141,11 +141,12 @@ BEGIN
   -- next_attempt_at, last_error, last_http_status, lease_*, claimed_at),
   -- release.sql (status, attempts, lease_*, claimed_at), extend_leases.sql
   -- (lease_expires_at), rescue_expired.sql (status, next_attempt_at,
-  -- last_error, last_http_status, lease_*, claimed_at). Never: id,
-  -- event_id, event_name, user_id, lead_id, payload, created_at,
-  -- attempts_base (a re-drive's).
+  -- last_error, last_http_status, lease_*, claimed_at), and attempts_base
+  -- (record_results.sql raises it by one for an attempt that must not count
+  -- toward max attempts). Never: id, event_id, event_name, user_id, lead_id,
+  -- payload, created_at.
   EXECUTE format('GRANT SELECT, DELETE ON %I.outbox TO outbox_relay', s);
-  EXECUTE format('GRANT UPDATE (status, attempts, next_attempt_at, delivered_at, last_error, last_http_status,
+  EXECUTE format('GRANT UPDATE (status, attempts, attempts_base, next_attempt_at, delivered_at, last_error, last_http_status,
                                 lease_owner, claimed_at, lease_expires_at) ON %I.outbox TO outbox_relay', s);
   -- Attempts: INSERT (record_results, rescue_expired), the columns
   -- record_results' ON CONFLICT DO UPDATE replaces, DELETE for purge.

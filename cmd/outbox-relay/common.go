@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paragon-outbox/outbox-relay/internal/config"
+	"github.com/paragon-outbox/outbox-relay/internal/migrate"
 )
 
 // loadConfig reads the environment, then parses flags over it. extra may
@@ -93,4 +94,19 @@ func openPoolWaiting(ctx context.Context, cfg config.Config, maxConns int32, log
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
+}
+
+// openMigratedPool is openPool for commands that read or change the outbox:
+// an unmigrated database gets "run outbox-relay migrate up" rather than
+// "relation does not exist".
+func openMigratedPool(ctx context.Context, cfg config.Config, maxConns int32) (*pgxpool.Pool, error) {
+	pool, err := openPool(ctx, cfg, maxConns)
+	if err != nil {
+		return nil, err
+	}
+	if err := migrate.Check(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
 }

@@ -44,7 +44,7 @@ func runInspect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if _, err := operator.ParseRef(ref); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	pool, err := openPool(ctx, cfg, 2)
+	pool, err := openMigratedPool(ctx, cfg, 2)
 	if err != nil {
 		return err
 	}

@@ -282,3 +282,16 @@ func TestParagonLocalCommand(t *testing.T) {
 		t.Fatalf("matching event: %+v", res)
 	}
 }
+
+// TestOperatorCommandsOnAnUnmigratedDatabase say to migrate, not "relation
+// does not exist".
+func TestOperatorCommandsOnAnUnmigratedDatabase(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("DATABASE_URL", emptyDatabase(t))
+	for _, args := range [][]string{{"status"}, {"inspect", "1"}, {"retry", "-all", "-dry-run"}, {"purge", "-dry-run"}} {
+		code, _, stderr := runCmd(t, args...)
+		if code != 1 || !strings.Contains(stderr, "run `outbox-relay migrate up`") {
+			t.Errorf("%v: code %d, stderr %q", args, code, stderr)
+		}
+	}
+}

@@ -345,6 +345,12 @@ func TestPurgeCommand(t *testing.T) {
 		t.Fatalf("%d attempts left, want the kept events' 8", n)
 	}
 
+	// RELAY_RETAIN_DEAD=0 keeps dead events, also for a purge by hand.
+	t.Setenv("RELAY_RETAIN_DEAD", "0")
+	if code, stdout, stderr := runCmd(t, "purge", "-delivered-age", "1h", "-dry-run"); code != 0 || !strings.Contains(stdout, " 0 dead written more than") {
+		t.Fatalf("purge with RELAY_RETAIN_DEAD=0 would delete dead events: code %d\n%s%s", code, stdout, stderr)
+	}
+	t.Setenv("RELAY_RETAIN_DEAD", "")
 	code, stdout, stderr = runCmd(t, "purge", "-delivered-age", "1h", "-dead-age", "1h", "-batch", "1")
 	if code != 0 || !strings.Contains(stdout, "Deleted 2 events (delivered more than 1h0m0s ago, dead written more than 1h0m0s ago)") {
 		t.Fatalf("purge with short ages: code %d\n%s%s", code, stdout, stderr)
@@ -353,7 +359,7 @@ func TestPurgeCommand(t *testing.T) {
 		t.Fatalf("left %v, want only pending and in-flight %v", got, want)
 	}
 
-	for _, args := range [][]string{{"purge", "-batch", "0"}, {"purge", "-dead-age", "0s"}, {"purge", "-delivered-age", "-1h"}, {"purge", "now"}} {
+	for _, args := range [][]string{{"purge", "-batch", "0"}, {"purge", "-dead-age", "-1s"}, {"purge", "-delivered-age", "-1h"}, {"purge", "now"}} {
 		if code, _, stderr := runCmd(t, args...); code != 2 || !strings.Contains(stderr, "usage") {
 			t.Errorf("%v: code %d, %s", args, code, stderr)
 		}

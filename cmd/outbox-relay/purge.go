@@ -20,8 +20,8 @@ func runPurge(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		dryRun                bool
 	)
 	cfg, fs, err := loadConfig("purge", args, stderr, func(fs *flag.FlagSet) {
-		fs.DurationVar(&deliveredAge, "delivered-age", operator.DefaultDeliveredAge, "delete delivered events delivered longer ago than this")
-		fs.DurationVar(&deadAge, "dead-age", operator.DefaultDeadAge, "delete dead events written longer ago than this")
+		fs.DurationVar(&deliveredAge, "delivered-age", 0, "delete delivered events delivered longer ago than this (default RELAY_RETAIN_DELIVERED, 168h)")
+		fs.DurationVar(&deadAge, "dead-age", 0, "delete dead events written longer ago than this (default RELAY_RETAIN_DEAD, 720h)")
 		fs.IntVar(&batch, "batch", operator.DefaultPurgeBatch, "rows deleted per statement")
 		fs.BoolVar(&dryRun, "dry-run", false, "only count what would be deleted")
 	})
@@ -31,13 +31,28 @@ func runPurge(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
-	if deliveredAge <= 0 || deadAge <= 0 {
+	if deliveredAge < 0 || deadAge < 0 {
 		return fmt.Errorf("%w: -delivered-age and -dead-age must be positive durations (e.g. 168h)", errUsage)
+	}
+	// Without flags, the relay's own retention applies; a retention of 0
+	// (RELAY_RETAIN_*=0) keeps those events.
+	const forever = 100 * 365 * 24 * time.Hour
+	if deliveredAge == 0 {
+		deliveredAge = cfg.RetainDelivered
+	}
+	if deadAge == 0 {
+		deadAge = cfg.RetainDead
+	}
+	if deliveredAge == 0 {
+		deliveredAge = forever
+	}
+	if deadAge == 0 {
+		deadAge = forever
 	}
 	if batch < 1 || batch > 100_000 {
 		return fmt.Errorf("%w: -batch=%d is out of range 1..100000", errUsage, batch)
 	}
-	pool, err := openPool(ctx, cfg, 2)
+	pool, err := openMigratedPool(ctx, cfg, 2)
 	if err != nil {
 		return err
 	}

@@ -143,6 +143,6 @@ func setupRelay(ctx context.Context, cfg config.Config, log *slog.Logger, metric
 		pool.Close()
 		return nil, nil, err
 	}
-	log.Info("relay configured", slog.String("endpoint", client.Endpoint()), slog.String("database", config.RedactURL(cfg.DatabaseURL)))
+	log.Info("relay configured", slog.String("endpoint", config.RedactURL(client.Endpoint())), slog.String("database", config.RedactURL(cfg.DatabaseURL)))
 	return r, pool, nil
 }

@@ -56,7 +56,7 @@ func runRetry(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if strings.TrimSpace(by) == "" && !dryRun {
 		return fmt.Errorf("%w: -by is required (who is re-driving)", errUsage)
 	}
-	pool, err := openPool(ctx, cfg, 2)
+	pool, err := openMigratedPool(ctx, cfg, 2)
 	if err != nil {
 		return err
 	}

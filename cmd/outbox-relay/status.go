@@ -18,7 +18,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	pool, err := openPool(ctx, cfg, 2)
+	pool, err := openMigratedPool(ctx, cfg, 2)
 	if err != nil {
 		return err
 	}

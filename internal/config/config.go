@@ -306,9 +306,9 @@ func (c *Config) Validate() error {
 		add("set only one of PARAGON_SIGNING_KEY and PARAGON_SIGNING_KEY_FILE")
 	}
 	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		add("PARAGON_BASE_URL=%q is not an http(s) URL", c.BaseURL)
+		add("PARAGON_BASE_URL=%q is not an http(s) URL", RedactURL(c.BaseURL))
 	} else if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		add("PARAGON_BASE_URL=%q must not have a query or fragment (the endpoint path is appended to it)", c.BaseURL)
+		add("PARAGON_BASE_URL=%q must not have a query or fragment (the endpoint path is appended to it)", RedactURL(c.BaseURL))
 	}
 	intRange := func(name string, v, lo, hi int) {
 		if v < lo || v > hi {
@@ -369,6 +369,9 @@ type KeyWarning string
 // A key file accessible to others returns a warning to log.
 func (c *Config) LoadKey() (*rsa.PrivateKey, KeyWarning, error) {
 	var warn KeyWarning
+	if c.SigningKeyPEM != "" && c.SigningKeyFile != "" {
+		return nil, "", errors.New("set only one of PARAGON_SIGNING_KEY and PARAGON_SIGNING_KEY_FILE")
+	}
 	text, src := c.SigningKeyPEM, "PARAGON_SIGNING_KEY"
 	if c.SigningKeyFile != "" {
 		src = "PARAGON_SIGNING_KEY_FILE"

@@ -507,10 +507,10 @@ func TestLoadKey(t *testing.T) {
 			assertNoKeyText(t, string(warn), p)
 		})
 	}
-	t.Run("file takes precedence when both are set", func(t *testing.T) {
+	t.Run("both set is refused", func(t *testing.T) {
 		c := config.Config{SigningKeyPEM: "garbage", SigningKeyFile: writeKey(t, p, 0o600)}
-		if _, _, err := c.LoadKey(); err != nil {
-			t.Fatal(err)
+		if _, _, err := c.LoadKey(); err == nil || !strings.Contains(err.Error(), "set only one of PARAGON_SIGNING_KEY and PARAGON_SIGNING_KEY_FILE") {
+			t.Fatalf("LoadKey with both set: %v", err)
 		}
 	})
 	t.Run("file missing", func(t *testing.T) {

@@ -63,6 +63,9 @@ type Result struct {
 	Started    time.Time     // attempt start
 	Finished   time.Time     // attempt end
 	RetryDelay time.Duration // for OutcomeRetry: next attempt at database now() + RetryDelay
+	// Uncounted: this attempt does not count toward the event's max
+	// attempts (configuration refused, breaker open, shutting down).
+	Uncounted bool
 }
 
 // Store runs the outbox statements on a pool. Use one Store per relay: it
@@ -183,7 +186,9 @@ func (s *Store) Record(ctx context.Context, relayID string, results []Result) (m
 	started := make([]time.Time, n)
 	finished := make([]time.Time, n)
 	delays := make([]int64, n)
+	uncounted := make([]bool, n)
 	for i, r := range results {
+		uncounted[i] = r.Uncounted
 		ids[i], attempts[i], outcomes[i] = r.ID, r.Attempt, string(r.Outcome)
 		if r.HTTPStatus != 0 {
 			st := int32(r.HTTPStatus)
@@ -197,7 +202,7 @@ func (s *Store) Record(ctx context.Context, relayID string, results []Result) (m
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, qRecord, relayID, ids, attempts, outcomes, statuses, errs, started, finished, delays)
+	rows, err := s.pool.Query(ctx, qRecord, relayID, ids, attempts, outcomes, statuses, errs, started, finished, delays, uncounted)
 	if err != nil {
 		return nil, fmt.Errorf("record attempts: %w", err)
 	}

@@ -18,9 +18,10 @@ const (
 // is down or refuses the relay's credentials (an outage, a rotated signing
 // key giving 401 everywhere). It trips after threshold consecutive systemic
 // failures (paragon.Result.Systemic: 5xx, 429, 401/403/404, timeouts,
-// network errors) spread over at least two Connected Users; a failure tied to
-// one user's events is that user's problem and trips nothing. Any success or
-// content rejection (Paragon answered about the event itself) resets it.
+// network errors), whichever Connected Users they belong to: a backlog of one
+// user's events must not die of an outage either. Any success or content
+// rejection (Paragon answered about the event itself) resets it. Attempts
+// that fail while it is not closed do not count toward max attempts.
 //
 // Open: the relay claims nothing and hands back unsent claimed rows without
 // spending their attempt. After the cool-down (doubling from minCooldown to
@@ -31,7 +32,6 @@ type breaker struct {
 	state       int
 	threshold   int
 	streak      int
-	users       map[string]struct{}
 	openedAt    time.Time
 	cooldown    time.Duration
 	minCooldown time.Duration
@@ -43,7 +43,7 @@ type breaker struct {
 
 func newBreaker(threshold int, minCooldown, maxCooldown time.Duration) *breaker {
 	return &breaker{threshold: threshold, minCooldown: minCooldown, maxCooldown: maxCooldown,
-		cooldown: minCooldown, users: make(map[string]struct{}), now: time.Now}
+		cooldown: minCooldown, now: time.Now}
 }
 
 // claimLimit says how many rows the claimer may take now: -1 for no limit,
@@ -106,7 +106,6 @@ func (b *breaker) record(id int64, user string, res paragon.Result) (tripped boo
 	if !res.Systemic {
 		// Paragon answered about the event itself: it is up and accepts us.
 		b.streak = 0
-		clear(b.users)
 		if b.state != BreakerClosed && (b.state == BreakerOpen || id == b.probeID || b.probeID == 0) {
 			b.state, b.cooldown, b.probeID = BreakerClosed, b.minCooldown, 0
 		}
@@ -124,13 +123,9 @@ func (b *breaker) record(id int64, user string, res paragon.Result) (tripped boo
 		return false
 	}
 	b.streak++
-	if len(b.users) < 2 {
-		b.users[user] = struct{}{}
-	}
-	if b.streak >= b.threshold && len(b.users) >= 2 {
+	if b.streak >= b.threshold {
 		b.state, b.openedAt, b.cooldown, b.probeID = BreakerOpen, b.now(), b.minCooldown, 0
 		b.streak = 0
-		clear(b.users)
 		b.trips++
 		return true
 	}

@@ -139,6 +139,7 @@ type Relay struct {
 	freed       chan struct{} // signalled when outstanding drops
 
 	retrySummary retrySummary
+	stopping     atomic.Bool // set when Run begins shutting down
 
 	stats struct {
 		claimed, delivered, retried, dead, released, rescued, lost, unrecorded atomic.Int64
@@ -233,6 +234,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.claimLoop(ctx, bg, work)
 
 	// Shutdown: stop handing out work, give back what was never sent.
+	r.stopping.Store(true)
 	close(stopSending)
 	r.log.Info("relay stopping: no new claims; releasing unsent rows", slog.Duration("grace", r.cfg.ShutdownGrace))
 	var toRelease []outbox.Held
@@ -494,7 +496,9 @@ func (r *Relay) decide(ev outbox.Event, res paragon.Result) outbox.Result {
 		// URL); that is never the event's fault, so it never exhausts
 		// attempts. Nor does a failure while the breaker is open (an outage).
 		configProblem := res.Status == 401 || res.Status == 403 || res.Status == 404
-		if int(ev.Attempt-ev.AttemptsBase) >= r.cfg.MaxAttempts && !configProblem && !r.breaker.isOpen() {
+		shuttingDown := r.stopping.Load() && errors.Is(res.Err, context.Canceled)
+		out.Uncounted = configProblem || r.breaker.isOpen() || shuttingDown
+		if int(ev.Attempt-ev.AttemptsBase) >= r.cfg.MaxAttempts && !out.Uncounted {
 			out.Outcome = outbox.OutcomeDead
 			out.Error = fmt.Sprintf("gave up after %d attempts: %s", ev.Attempt-ev.AttemptsBase, out.Error)
 		} else {

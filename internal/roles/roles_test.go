@@ -461,7 +461,6 @@ func TestRelayRunsItsStatementsButCannotReadLeads(t *testing.T) {
 		`INSERT INTO outbox (event_name, user_id, payload) VALUES ('Lead Created', 'u', '{}')`,
 		`UPDATE outbox SET payload = '{}'`,
 		`UPDATE outbox SET user_id = 'someone else'`,
-		`UPDATE outbox SET attempts_base = attempts`,
 		`TRUNCATE outbox`,
 		`UPDATE outbox_attempts SET started_at = now()`,
 		`INSERT INTO outbox_redrives (outbox_id, redriven_by, previous_status, previous_attempts) VALUES (1, 'r', 'dead', 1)`,
@@ -694,7 +693,7 @@ func TestRolesScriptGrantsExactlyThis(t *testing.T) {
 	want := map[string]map[string]string{
 		"outbox_app": {"leads": "SELECT INSERT UPDATE DELETE"},
 		"outbox_relay": {
-			"outbox":           "SELECT DELETE UPDATE(status,attempts,next_attempt_at,delivered_at,last_error,last_http_status,lease_owner,claimed_at,lease_expires_at)",
+			"outbox":           "SELECT DELETE UPDATE(status,attempts,next_attempt_at,delivered_at,last_error,last_http_status,lease_owner,claimed_at,lease_expires_at,attempts_base)",
 			"outbox_attempts":  "SELECT INSERT DELETE UPDATE(relay_id,finished_at,http_status,error)",
 			"goose_db_version": "SELECT",
 		},
