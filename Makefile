@@ -37,8 +37,8 @@ test-short: ## the tests without the long ones
 chaos: ## the full fault-injection suite: kills, cuts, Paragon failures (see docs/RELIABILITY.md)
 	CHAOS=full $(GO) test -count=1 -v -timeout 30m -run TestChaos ./internal/chaos 2>&1 | tee chaos.log | grep -E 'CHAOS RESULT|^(---|ok|FAIL|PASS)'; test $${PIPESTATUS[0]} -eq 0
 
-bench: build ## measure drain throughput of leads.csv with one relay (see docs/BENCHMARKS.md)
-	./$(BIN) bench
+bench: build ## measure every performance target, one table (BENCH_FLAGS='-quick -scenario drain,latency -json'; docs/BENCHMARKS.md)
+	./$(BIN) bench $(BENCH_FLAGS)
 
 vet: ## go vet
 	$(GO) vet ./...

@@ -380,7 +380,7 @@ func (s *scenario) startProfile() (stop func()) {
 func (s *scenario) sampleDB(ctx context.Context, db *database, label string) (stop func()) {
 	a := SampleActivity(ctx, db.Pool, db.Name, 20*time.Millisecond)
 	var once sync.Once
-	return func() { once.Do(func() { s.note("%s: database %s", label, a.Stop()) }) }
+	return func() { once.Do(func() { s.note("database activity %s: %s", label, a.Stop()) }) }
 }
 
 // loadLeads writes n leads with COPY in chunks of chunk rows (leads.csv is

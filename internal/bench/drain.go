@@ -37,7 +37,7 @@ func runDrain(ctx context.Context, s *scenario) error {
 	s.progress("draining %d events", loaded)
 	stopProf := s.startProfile()
 	defer stopProf()
-	stopSampling := s.sampleDB(ctx, db, "drain")
+	stopSampling := s.sampleDB(ctx, db, "during the drain")
 	defer stopSampling()
 	start := time.Now()
 	rr, err := s.startRelay(ctx, cfg)

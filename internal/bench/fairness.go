@@ -41,7 +41,7 @@ func runFairness(ctx context.Context, s *scenario) error {
 	s.progress("draining %d events", big+small)
 	stopProf := s.startProfile()
 	defer stopProf()
-	stopSampling := s.sampleDB(ctx, db, "fairness")
+	stopSampling := s.sampleDB(ctx, db, "during the drain")
 	defer stopSampling()
 	start := time.Now()
 	rr, err := s.startRelay(ctx, cfg)

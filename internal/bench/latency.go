@@ -46,6 +46,8 @@ func runLatency(ctx context.Context, s *scenario) error {
 	s.progress("writing %d leads/s for %s with a relay running", rate, dur)
 	stopProf := s.startProfile()
 	defer stopProf()
+	stopSampling := s.sampleDB(ctx, db, "while writing")
+	defer stopSampling()
 	t0 := time.Now()
 	commits, err := writeSteady(ctx, db.Pool, s.leads, rate, dur, 4)
 	writeTime := time.Since(t0)
@@ -56,6 +58,7 @@ func runLatency(ctx context.Context, s *scenario) error {
 		return err
 	}
 	stopProf()
+	stopSampling()
 	if err := rr.stop(); err != nil {
 		return err
 	}

@@ -44,7 +44,7 @@ func runScaleout(ctx context.Context, s *scenario) error {
 		ep.Server.Reset()
 		s.progress("%d relay(s) x concurrency %d: draining %d events", p.relays, p.concurrency, n)
 		label := fmt.Sprintf("%d relay x c%d", p.relays, p.concurrency)
-		stopSampling := s.sampleDB(ctx, db, label)
+		stopSampling := s.sampleDB(ctx, db, "at "+label)
 		start := time.Now()
 		var running []*runningRelay
 		var startErr error
