@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paragon-outbox/outbox-relay/internal/config"
@@ -61,6 +62,18 @@ func openPool(ctx context.Context, cfg config.Config, maxConns int32) (*pgxpool.
 	}
 	if maxConns > 0 {
 		pc.MaxConns = maxConns
+	}
+	// The relay's statements are short and run thousands of times a second;
+	// with a large backlog the planner's row estimates cross jit_above_cost
+	// and JIT compilation costs more than the statement (40 ms of a 62 ms
+	// claim at 1M pending, docs/BENCHMARKS.md). SET after connecting rather
+	// than a startup parameter, which PgBouncer would refuse. A DATABASE_URL
+	// that sets jit itself wins.
+	if _, set := pc.ConnConfig.RuntimeParams["jit"]; !set {
+		pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+			_, _ = c.Exec(ctx, "SET jit = off")
+			return nil
+		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {

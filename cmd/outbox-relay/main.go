@@ -27,7 +27,7 @@ func commands() []command {
 		{"migrate", "apply (up), roll back (down) or list (status) the schema migrations", runMigrate},
 		{"status", "print delivery status: counts, backlog age, rate, top backlog, errors", runStatus},
 		{"demo", "run the whole thing locally on the sample leads against a local Paragon endpoint", runDemo},
-		{"bench", "measure delivery throughput on leads.csv against the local Paragon endpoint", runBench},
+		{"bench", "measure throughput, latency, insert cost, scale, memory, fairness and rate limiting (docs/BENCHMARKS.md)", runBench},
 		{"paragon-local", "serve a local Paragon-compatible App Event endpoint (for demos and tests)", runParagonLocal},
 		{"token", "mint a Paragon User Token for a Connected User with the configured signing key", runToken},
 		{"inspect", "show one event: its row, payload, every attempt and re-drive (outbox id, lead:<id> or event id)", runInspect},

@@ -58,7 +58,7 @@ func runRateLimit(ctx context.Context, s *scenario) error {
 	if len(times) < 2 {
 		return fmt.Errorf("endpoint received %d events", len(times))
 	}
-	burst := max(1, limit/10)
+	burst := max(1, limit/100) // the relay's limiter burst: 1% of a second's worth
 	// A token bucket lets limit + burst through in any one second, and
 	// exactly `limit` per second once its burst is spent. The mean leaves out
 	// the first second, where sends held up by start-up (connections,
@@ -69,7 +69,7 @@ func runRateLimit(ctx context.Context, s *scenario) error {
 	s.add("mean rate after 1s", MeanRate(steady), "requests/s", AtMost(limit*1.01))
 	s.add("mean rate", MeanRate(times), "requests/s", nil)
 	s.add("limit", limit, "requests/s", nil)
-	s.note("%d events; ceilings: limit + a burst of limit/10 (%.0f) in any 1 s window (max 5 s window: %d, ceiling %.0f); the mean may exceed the limit by 1%% (receipt-time jitter); per-second counts: %v",
+	s.note("%d events; ceilings: limit + a burst of limit/100 (%.0f) in any 1 s window (max 5 s window: %d, ceiling %.0f); the mean may exceed the limit by 1%% (receipt-time jitter); per-second counts: %v",
 		len(times), burst, MaxInWindow(times, 5*time.Second), 5*limit+burst, PerSecond(times))
 	return nil
 }

@@ -166,7 +166,9 @@ func New(store *outbox.Store, sender Sender, cfg Config, log *slog.Logger) (*Rel
 		m:       cfg.Metrics,
 	}
 	if cfg.RateLimit > 0 {
-		burst := max(1, int(cfg.RateLimit/10))
+		// A small burst (1% of a second's worth) keeps every one-second
+		// window at the ceiling, not above it.
+		burst := max(1, int(cfg.RateLimit/100))
 		r.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), burst)
 	}
 	return r, nil

@@ -86,8 +86,9 @@ func Collect(ctx context.Context, pool *pgxpool.Pool, topN int) (*Report, error)
 		return nil, fmt.Errorf("status: counts: %w", err)
 	}
 	err = pool.QueryRow(ctx, `
-		SELECT coalesce(extract(epoch FROM now() - min(created_at))::float8, 0)
-		FROM outbox WHERE status IN ('pending', 'in_flight')`).Scan(&r.OldestPendingAgeSeconds)
+		SELECT coalesce(extract(epoch FROM now() - least(
+		         (SELECT min(created_at) FROM outbox WHERE status = 'pending'),
+		         (SELECT min(created_at) FROM outbox WHERE status = 'in_flight')))::float8, 0)`).Scan(&r.OldestPendingAgeSeconds)
 	if err != nil {
 		return nil, fmt.Errorf("status: oldest pending: %w", err)
 	}
