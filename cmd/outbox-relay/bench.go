@@ -27,6 +27,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		keep      bool
 		asJSON    bool
 		cpuProf   string
+		backlog   int
 	)
 	cfg, fs, err := loadConfig("bench", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&scenarios, "scenario", "all", "scenarios to run, comma-separated: "+strings.Join(bench.Names(), ","))
@@ -35,6 +36,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.StringVar(&leadsPath, "leads", "testdata/leads.csv", "CSV of leads to write (leads.csv layout)")
 		fs.StringVar(&dbPrefix, "db", "outbox_relay_bench", "name prefix of the scratch databases made on the DATABASE_URL server")
 		fs.BoolVar(&keep, "keep", false, "keep the scratch databases afterwards")
+		fs.IntVar(&backlog, "drain-backlog", 0, "backlog of the drain and memory scenarios (default 100000; 10000 = leads.csv once)")
 		fs.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of each scenario's measured phase to this file (several scenarios: file.<scenario>.ext)")
 		fs.Usage = func() {
 			fmt.Fprintf(fs.Output(), "Usage: outbox-relay bench [-quick] [-scenario name[,name]] [-json] [flags]\n\nScenarios:\n%s\nFlags:\n", bench.Summaries())
@@ -70,15 +72,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := newLogger(cfg, logw)
 
 	rep, runErr := bench.Run(ctx, bench.Options{
-		Scenarios:  names,
-		Quick:      quick,
-		Keep:       keep,
-		DBPrefix:   dbPrefix,
-		CPUProfile: cpuProf,
-		Config:     cfg,
-		LeadsCSV:   csv,
-		Executable: exe,
-		Progress:   stderr,
+		Scenarios:    names,
+		Quick:        quick,
+		DrainBacklog: backlog,
+		Keep:         keep,
+		DBPrefix:     dbPrefix,
+		CPUProfile:   cpuProf,
+		Config:       cfg,
+		LeadsCSV:     csv,
+		Executable:   exe,
+		Progress:     stderr,
 		StartEndpoint: func(f paragonlocal.Faults) (*bench.Endpoint, error) {
 			lp, err := startLocalParagon("bench-project", f, true)
 			if err != nil {

@@ -59,6 +59,9 @@ type Options struct {
 	Scenarios []string
 	// Quick sizes every scenario down to a smoke test of a few seconds.
 	Quick bool
+	// DrainBacklog overrides the drain and memory scenarios' backlog
+	// (default 100,000; 5,000 with Quick); e.g. 10,000 drains leads.csv once.
+	DrainBacklog int
 	// Keep leaves the scratch databases in place (their names are noted).
 	Keep bool
 	// DBPrefix starts every scratch database's name; default "outbox_relay_bench".

@@ -9,7 +9,12 @@ import (
 )
 
 // drainSize is the backlog of the drain and memory scenarios.
-func drainSize(s *scenario) int { return pick(s, 100_000, 5_000) }
+func drainSize(s *scenario) int {
+	if s.opts.DrainBacklog > 0 {
+		return s.opts.DrainBacklog
+	}
+	return pick(s, 100_000, 5_000)
+}
 
 // runDrain: a backlog of pending leads (leads.csv loaded repeatedly with
 // COPY, through the trigger) drained by one relay with default settings.
