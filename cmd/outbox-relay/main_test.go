@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
 	"github.com/paragon-outbox/outbox-relay/internal/pgutil"
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
+	"github.com/paragon-outbox/outbox-relay/internal/testutil"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
@@ -198,7 +198,7 @@ func TestRelayStoppedWhileWaitingForTheDatabaseExitsZero(t *testing.T) {
 	t.Setenv("RELAY_ADMIN_ADDR", "off")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	var out, errb syncBuffer
+	var out, errb testutil.SyncBuffer
 	go func() { done <- run(ctx, []string{"relay"}, &out, &errb) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(errb.String(), "database not reachable yet") {
@@ -211,24 +211,6 @@ func TestRelayStoppedWhileWaitingForTheDatabaseExitsZero(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Fatalf("exit %d after SIGTERM while waiting; stderr: %s", code, errb.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe to read while a command writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestParagonLocalCommand: the standalone endpoint verifies tokens against
@@ -244,7 +226,7 @@ func TestParagonLocalCommand(t *testing.T) {
 	l.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	var out, errb syncBuffer
+	var out, errb testutil.SyncBuffer
 	go func() {
 		done <- run(ctx, []string{"paragon-local", "-addr", addr, "-project-id", "p1", "-signing-key-file", keyPath,
 			"-reject-match", "poison", "-reject-status", "422"}, &out, &errb)

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/paragon-outbox/outbox-relay/internal/testutil"
 )
 
 const testProject = "proj-123"
@@ -781,26 +783,8 @@ func TestDiscardPayloads(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestRecorder(t *testing.T) {
-	var buf syncBuffer
+	var buf testutil.SyncBuffer
 	f := newFixture(t, func(c *Config) { c.Recorder = &buf })
 	wantStatus(t, f.post(t, f.tok, `{"name":"Lead Created","payload":{"eventId":"e-9",`+"\n"+` "big":9007199254740993,"html":"<a&b>"}}`), http.StatusCreated)
 	wantStatus(t, f.post(t, f.tok, leadBody), http.StatusCreated)

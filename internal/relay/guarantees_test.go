@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/paragon-outbox/outbox-relay/internal/outbox"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
 	"github.com/paragon-outbox/outbox-relay/internal/relay"
+	"github.com/paragon-outbox/outbox-relay/internal/testutil"
 )
 
 func TestBackoffIsCappedAndNeverOverflows(t *testing.T) {
@@ -222,7 +222,7 @@ func TestLiveRelayKeepsItsLease(t *testing.T) {
 // tokens are refused and which events died, without payloads or tokens.
 func TestFailuresReachTheLog(t *testing.T) {
 	h := newHarness(t, paragonlocal.Faults{})
-	var buf syncBuffer
+	var buf testutil.SyncBuffer
 	h.log = slog.New(slog.NewTextHandler(&buf, nil))
 	h.srv.SetRejectFunc(func(name, sub string, payload json.RawMessage) int {
 		if strings.Contains(string(payload), "reject-400") {
@@ -252,21 +252,4 @@ func TestFailuresReachTheLog(t *testing.T) {
 			t.Fatalf("log contains %q:\n%s", secret, logs)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
