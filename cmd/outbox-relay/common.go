@@ -11,11 +11,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paragon-outbox/outbox-relay/internal/config"
 	"github.com/paragon-outbox/outbox-relay/internal/migrate"
+	"github.com/paragon-outbox/outbox-relay/internal/pgutil"
 )
 
 // loadConfig reads the environment, then parses flags over it. extra may
@@ -51,31 +51,25 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 }
 
 // openPool connects to DATABASE_URL and checks the connection, with an error
-// that names the variable and never prints a password.
+// that names the variable and never prints a password. A permanent error
+// (no such database or role, wrong password) says what to do about it.
 func openPool(ctx context.Context, cfg config.Config, maxConns int32) (*pgxpool.Pool, error) {
+	return openPoolWith(ctx, cfg, pgutil.PoolOptions{MaxConns: maxConns, NoJIT: true})
+}
+
+func openPoolWith(ctx context.Context, cfg config.Config, o pgutil.PoolOptions) (*pgxpool.Pool, error) {
 	if err := cfg.ValidateDatabase(); err != nil {
 		return nil, err
 	}
-	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
-	if err != nil {
+	if _, err := pgxpool.ParseConfig(cfg.DatabaseURL); err != nil {
 		return nil, errors.New("DATABASE_URL does not parse as a Postgres connection string")
 	}
-	if maxConns > 0 {
-		pc.MaxConns = maxConns
-	}
-	// The relay's statements are short and run thousands of times a second;
-	// with a large backlog the planner's row estimates cross jit_above_cost
-	// and JIT compilation costs more than the statement (40 ms of a 62 ms
-	// claim at 1M pending, docs/BENCHMARKS.md). SET after connecting rather
-	// than a startup parameter, which PgBouncer would refuse. A DATABASE_URL
+	// NoJIT: the relay's statements are short and run thousands of times a
+	// second; with a large backlog the planner's row estimates cross
+	// jit_above_cost and JIT compilation costs more than the statement (40 ms
+	// of a 62 ms claim at 1M pending, docs/BENCHMARKS.md). A DATABASE_URL
 	// that sets jit itself wins.
-	if _, set := pc.ConnConfig.RuntimeParams["jit"]; !set {
-		pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-			_, _ = c.Exec(ctx, "SET jit = off")
-			return nil
-		}
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	pool, err := pgutil.NewPool(ctx, cfg.DatabaseURL, o)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL (%s): %w", config.RedactURL(cfg.DatabaseURL), err)
 	}
@@ -83,20 +77,23 @@ func openPool(ctx context.Context, cfg config.Config, maxConns int32) (*pgxpool.
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("cannot reach the database at DATABASE_URL (%s): %w", config.RedactURL(cfg.DatabaseURL), err)
+		return nil, fmt.Errorf("cannot reach the database at DATABASE_URL (%s): %w", config.RedactURL(cfg.DatabaseURL), pgutil.Explain(err))
 	}
 	return pool, nil
 }
 
-// openPoolWaiting is openPool that keeps trying for cfg.StartupTimeout,
-// with backoff, while the database is unreachable: a sidecar often starts
-// before its database, or during a database restart.
+// openPoolWaiting opens the relay's pool (writable nodes only, lock_timeout
+// set), waiting for cfg.StartupTimeout, with backoff, while the database is
+// unreachable or restarting: a sidecar often starts before its database, or
+// during a database restart or failover. A permanent error (no such
+// database or role, wrong password) returns at once: waiting cannot fix it.
 func openPoolWaiting(ctx context.Context, cfg config.Config, maxConns int32, log *slog.Logger) (*pgxpool.Pool, error) {
 	deadline := time.Now().Add(cfg.StartupTimeout)
 	delay := 250 * time.Millisecond
+	o := pgutil.PoolOptions{MaxConns: maxConns, NoJIT: true, Writable: true, LockTimeout: lockTimeout(cfg)}
 	for attempt := 1; ; attempt++ {
-		pool, err := openPool(ctx, cfg, maxConns)
-		if err == nil || cfg.ValidateDatabase() != nil || time.Now().Add(delay).After(deadline) || ctx.Err() != nil {
+		pool, err := openPoolWith(ctx, cfg, o)
+		if err == nil || cfg.ValidateDatabase() != nil || pgutil.IsPermanent(err) || time.Now().Add(delay).After(deadline) || ctx.Err() != nil {
 			return pool, err
 		}
 		log.Warn("database not reachable yet; retrying", slog.Int("attempt", attempt), slog.Duration("retry_in", delay), slog.Any("error", err))
@@ -123,3 +120,6 @@ func openMigratedPool(ctx context.Context, cfg config.Config, maxConns int32) (*
 	}
 	return pool, nil
 }
+
+// lockTimeout is the relay's lock_timeout (RELAY_LOCK_TIMEOUT).
+func lockTimeout(cfg config.Config) time.Duration { return 5 * time.Second }

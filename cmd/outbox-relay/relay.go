@@ -20,7 +20,9 @@ import (
 	"github.com/paragon-outbox/outbox-relay/internal/operator"
 	"github.com/paragon-outbox/outbox-relay/internal/outbox"
 	"github.com/paragon-outbox/outbox-relay/internal/paragon"
+	"github.com/paragon-outbox/outbox-relay/internal/pgutil"
 	"github.com/paragon-outbox/outbox-relay/internal/relay"
+	relaysql "github.com/paragon-outbox/outbox-relay/sql"
 )
 
 func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -90,6 +92,34 @@ func purgeLoop(ctx context.Context, pool *pgxpool.Pool, cfg config.Config, log *
 	}
 }
 
+// relayStatements are the statements the relay runs (sql/*.sql).
+var relayStatements = []string{"claim", "record_results", "release", "extend_leases", "rescue_expired", "gauges"}
+
+// checkPrivileges EXPLAINs (without running) every statement the relay runs,
+// which checks the role's privileges on every table and column they touch:
+// a role without them is told at start-up, not at the first claim.
+func checkPrivileges(ctx context.Context, pool *pgxpool.Pool) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	for _, name := range relayStatements {
+		sd, err := conn.Conn().Prepare(ctx, "", "EXPLAIN "+relaysql.Query(name))
+		if err == nil {
+			args := make([]any, len(sd.ParamOIDs))
+			_, err = conn.Exec(ctx, sd.SQL, args...)
+		}
+		if err != nil {
+			if pgutil.IsPermanent(err) {
+				return fmt.Errorf("the relay cannot run its %s statement: %w", name, pgutil.Explain(err))
+			}
+			return fmt.Errorf("check the relay's %s statement: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // defaultRelayID names a relay instance: host, pid and a random suffix, so
 // that a restarted relay never mistakes an old lease for its own.
 func defaultRelayID() string {
@@ -126,6 +156,10 @@ func setupRelay(ctx context.Context, cfg config.Config, log *slog.Logger, metric
 		return nil, nil, err
 	}
 	if err := migrate.Check(ctx, pool); err != nil {
+		pool.Close()
+		return nil, nil, pgutil.Explain(err)
+	}
+	if err := checkPrivileges(ctx, pool); err != nil {
 		pool.Close()
 		return nil, nil, err
 	}

@@ -1,6 +1,8 @@
-// Package pgutil has small helpers for creating scratch databases on the
-// server a connection string points at (benchmarks, demos and tests). The
-// relay never uses it.
+// Package pgutil is the one place that knows how Postgres fails: it
+// classifies database errors (permanent, read-only node, transient; see
+// Classify), configures connection pools to survive failover (NewPool), and
+// has small helpers for creating scratch databases on the server a
+// connection string points at (benchmarks, demos and tests).
 package pgutil
 
 import (
