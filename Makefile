@@ -17,7 +17,7 @@ endif
 export TEST_DATABASE_URL
 
 
-.PHONY: help build demo test test-short chaos bench lint vet fmt verify docker clean
+.PHONY: help build river-bench demo test test-short chaos bench lint vet fmt verify docker clean
 
 help: ## list targets
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,7 +37,10 @@ test-short: ## the tests without the long ones
 chaos: ## the full fault-injection suite: kills, cuts, Paragon failures (see docs/RELIABILITY.md)
 	CHAOS=full $(GO) test -count=1 -v -timeout 30m -run TestChaos ./internal/chaos 2>&1 | tee chaos.log | grep -E 'CHAOS RESULT|^(---|ok|FAIL|PASS)'; test $${PIPESTATUS[0]} -eq 0
 
-bench: build ## measure every performance target, one table (BENCH_FLAGS='-quick -scenario drain,latency -json'; docs/BENCHMARKS.md)
+river-bench: ## build bin/outbox-relay-river, the River side of `bench -scenario river` (its own module: bench/river)
+	cd bench/river && CGO_ENABLED=0 $(GO) build -trimpath -o ../../bin/outbox-relay-river .
+
+bench: build river-bench ## measure every performance target, one table (BENCH_FLAGS='-quick -scenario drain,latency -json'; docs/BENCHMARKS.md)
 	./$(BIN) bench $(BENCH_FLAGS)
 
 vet: ## go vet

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/paragon-outbox/outbox-relay/internal/bench"
@@ -28,6 +29,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		asJSON    bool
 		cpuProf   string
 		backlog   int
+		riverBin  string
 	)
 	cfg, fs, err := loadConfig("bench", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&scenarios, "scenario", "all", "scenarios to run, comma-separated: "+strings.Join(bench.Names(), ","))
@@ -37,6 +39,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.StringVar(&dbPrefix, "db", "outbox_relay_bench", "name prefix of the scratch databases made on the DATABASE_URL server")
 		fs.BoolVar(&keep, "keep", false, "keep the scratch databases afterwards")
 		fs.IntVar(&backlog, "drain-backlog", 0, "backlog of the drain and memory scenarios (default 100000; 10000 = leads.csv once)")
+		fs.StringVar(&riverBin, "river-bin", "", "the River bench binary for -scenario river (default: outbox-relay-river beside this executable; `make bench` builds it)")
 		fs.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of each scenario's measured phase to this file (several scenarios: file.<scenario>.ext)")
 		fs.Usage = func() {
 			fmt.Fprintf(fs.Output(), "Usage: outbox-relay bench [-quick] [-scenario name[,name]] [-json] [flags]\n\nScenarios:\n%s\nFlags:\n", bench.Summaries())
@@ -64,6 +67,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		exe = ""
 	}
+	if riverBin == "" && exe != "" {
+		riverBin = filepath.Join(filepath.Dir(exe), "outbox-relay-river")
+	}
 	// Relay logs are discarded unless LOG_LEVEL asks for them.
 	logw := io.Discard
 	if os.Getenv("LOG_LEVEL") != "" {
@@ -72,16 +78,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := newLogger(cfg, logw)
 
 	rep, runErr := bench.Run(ctx, bench.Options{
-		Scenarios:    names,
-		Quick:        quick,
-		DrainBacklog: backlog,
-		Keep:         keep,
-		DBPrefix:     dbPrefix,
-		CPUProfile:   cpuProf,
-		Config:       cfg,
-		LeadsCSV:     csv,
-		Executable:   exe,
-		Progress:     stderr,
+		Scenarios:       names,
+		Quick:           quick,
+		DrainBacklog:    backlog,
+		Keep:            keep,
+		DBPrefix:        dbPrefix,
+		CPUProfile:      cpuProf,
+		Config:          cfg,
+		LeadsCSV:        csv,
+		Executable:      exe,
+		RiverExecutable: riverBin,
+		Progress:        stderr,
 		StartEndpoint: func(f paragonlocal.Faults) (*bench.Endpoint, error) {
 			lp, err := startLocalParagon("bench-project", f, true)
 			if err != nil {

@@ -78,6 +78,9 @@ type Options struct {
 	// Executable is the outbox-relay binary run as `relay` subprocess by the
 	// memory scenario (os.Executable of the command).
 	Executable string
+	// RiverExecutable is the outbox-relay-river binary (module bench/river)
+	// the river scenario runs as a subprocess; the scenario fails without it.
+	RiverExecutable string
 	// Progress receives one line per step; nil discards.
 	Progress io.Writer
 	// StartEndpoint starts a local Paragon endpoint (payloads discarded).
@@ -102,6 +105,7 @@ func defs() []scenarioDef {
 		{"scaleout", "drain rate against a 50 ms endpoint by concurrency and by number of relays", runScaleout},
 		{"fairness", "small Connected Users behind one user's big backlog", runFairness},
 		{"ratelimit", "requests/s at the endpoint under RELAY_RATE_LIMIT", runRateLimit},
+		{"river", "the relay beside River v0.51.2 (bench/river subprocess): drain, Postgres CPU and WAL per event, cold-start latency", runRiver},
 	}
 }
 
@@ -513,8 +517,8 @@ func machine(ctx context.Context, url string) (Machine, error) {
 		return m, fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	defer pool.Close()
-	if err := pool.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('shared_buffers'), current_setting('synchronous_commit'), current_setting('fsync')`).
-		Scan(&m.Postgres, &m.SharedBuffers, &m.SynchronousCommit, &m.Fsync); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('shared_buffers'), current_setting('synchronous_commit'), current_setting('fsync'), current_setting('autovacuum')`).
+		Scan(&m.Postgres, &m.SharedBuffers, &m.SynchronousCommit, &m.Fsync, &m.Autovacuum); err != nil {
 		return m, fmt.Errorf("cannot reach the database at DATABASE_URL: %w", err)
 	}
 	return m, nil

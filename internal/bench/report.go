@@ -31,6 +31,7 @@ type Machine struct {
 	SharedBuffers     string `json:"shared_buffers"`
 	SynchronousCommit string `json:"synchronous_commit"`
 	Fsync             string `json:"fsync"`
+	Autovacuum        string `json:"autovacuum"`
 	LoadAvg           string `json:"load_avg,omitempty"` // 1, 5, 15 min, at start
 }
 
@@ -117,7 +118,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "outbox-relay bench (%s), %s\n", mode, m.Date)
 	fmt.Fprintf(w, "machine:  %d CPUs (%s), GOMAXPROCS %d, %s, %s; load average at start %s\n", m.CPUs, m.CPUModel, m.GOMAXPROCS, m.OS, m.GoVersion, m.LoadAvg)
-	fmt.Fprintf(w, "postgres: %s (shared_buffers %s, synchronous_commit %s, fsync %s), on the same machine\n", m.Postgres, m.SharedBuffers, m.SynchronousCommit, m.Fsync)
+	fmt.Fprintf(w, "postgres: %s (shared_buffers %s, synchronous_commit %s, fsync %s, autovacuum %s), on the same machine\n", m.Postgres, m.SharedBuffers, m.SynchronousCommit, m.Fsync, m.Autovacuum)
+	if m.Autovacuum == "off" {
+		fmt.Fprintln(w, "autovacuum is off on this server: every scenario VACUUM ANALYZEs the outbox after loading it, so figures are not bloat")
+	}
 	fmt.Fprintf(w, "relay:    concurrency %d, batch %d, poll %s, rate limit %s (unless a scenario sets them)\n\n",
 		r.Relay.Concurrency, r.Relay.BatchSize, r.Relay.PollInterval, rateLimitText(r.Relay.RateLimit))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
