@@ -32,10 +32,12 @@
 --                          records attempts; deletes old delivered and dead
 --                          events (retention purge, internal/operator.Purge).
 --                          No privilege on leads: the payload it sends is in
---                          outbox.payload. It cannot run migrations: run
+--                          outbox.payload. Writes its own heartbeat row in
+--                          outbox_relays. It cannot run migrations: run
 --                          `outbox-relay migrate up` as the owner.
 --   outbox_operator        people on call: read-only. The status view, the
---                          outbox tables and goose's version table; every
+--                          outbox tables, the relays' heartbeats
+--                          (outbox_relays) and goose's version table; every
 --                          query in sql/operator/, `outbox-relay status`,
 --                          `inspect`, `retry -dry-run`, `purge -dry-run`,
 --                          `doctor`. No privilege on leads (payloads are in
@@ -127,7 +129,7 @@ BEGIN
       USING HINT = 'Run `outbox-relay migrate up` first, and run this script with the search_path the migrations used.';
   END IF;
 
-  objs := format('%1$I.leads, %1$I.outbox, %1$I.outbox_attempts, %1$I.outbox_redrives, %1$I.outbox_delivery_status, %1$I.goose_db_version', s);
+  objs := format('%1$I.leads, %1$I.outbox, %1$I.outbox_attempts, %1$I.outbox_redrives, %1$I.outbox_delivery_status, %1$I.goose_db_version, %1$I.outbox_relays', s);
   EXECUTE format('REVOKE ALL ON TABLE %s FROM outbox_app, outbox_relay, outbox_operator, outbox_operator_write', objs);
 
   EXECUTE format('GRANT CONNECT ON DATABASE %I TO outbox_app, outbox_relay, outbox_operator', pg_catalog.current_database());
@@ -153,9 +155,12 @@ BEGIN
   EXECUTE format('GRANT SELECT, INSERT, DELETE ON %I.outbox_attempts TO outbox_relay', s);
   EXECUTE format('GRANT UPDATE (relay_id, finished_at, http_status, error) ON %I.outbox_attempts TO outbox_relay', s);
   EXECUTE format('GRANT SELECT ON %I.goose_db_version TO outbox_relay', s);
+  -- Heartbeats (internal/heartbeat): each relay upserts its own row, marks
+  -- it stopped at shutdown and deletes rows not seen for a day.
+  EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.outbox_relays TO outbox_relay', s);
 
   -- outbox_operator: read-only.
-  EXECUTE format('GRANT SELECT ON %I.outbox, %I.outbox_attempts, %I.outbox_redrives, %I.outbox_delivery_status, %I.goose_db_version TO outbox_operator', s, s, s, s, s);
+  EXECUTE format('GRANT SELECT ON %I.outbox, %I.outbox_attempts, %I.outbox_redrives, %I.outbox_delivery_status, %I.goose_db_version, %I.outbox_relays TO outbox_operator', s, s, s, s, s, s);
 
   -- outbox_operator_write: re-drive (internal/operator.Redrive sets status,
   -- next_attempt_at, attempts_base, last_error, last_http_status and logs

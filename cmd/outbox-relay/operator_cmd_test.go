@@ -186,6 +186,14 @@ func TestRetryCommand(t *testing.T) {
 		{"all", func(m retryMix) []string { return []string{"-all"} },
 			func(m retryMix) []operatortest.Row { return []operatortest.Row{m.d1, m.d2, m.d3} },
 			[]string{"Re-drove 3 dead events"}},
+		{"lead", func(m retryMix) []string { return []string{"-lead", strconv.FormatInt(m.d2.LeadID, 10)} },
+			func(m retryMix) []operatortest.Row { return []operatortest.Row{m.d2} },
+			[]string{"Re-drove 1 dead event"}},
+		{"event name and created range", func(m retryMix) []string {
+			return []string{"-event", "Lead Created", "-created-from", "6h", "-created-before", "30m"}
+		},
+			func(m retryMix) []operatortest.Row { return []operatortest.Row{m.d1, m.d3} },
+			[]string{"Re-drove 2 dead events"}},
 		{"nothing matches", func(m retryMix) []string { return []string{"-user", "usr_nobody"} },
 			func(m retryMix) []operatortest.Row { return nil },
 			[]string{"No dead event matches; nothing was re-driven."}},
@@ -272,6 +280,9 @@ func TestRetryCommandRefusals(t *testing.T) {
 		{[]string{"retry", "-id", "-5", "-by", "a"}, `-id: "-5" is not an outbox id`},
 		{[]string{"retry", "-since", "yesterday", "-by", "a"}, `-since: "yesterday" is neither an RFC3339 time`},
 		{[]string{"retry", "-all", "extra", "-by", "a"}, "unexpected arguments"},
+		{[]string{"retry", "-created-from", "1h", "-created-before", "2h", "-by", "a"}, "is not after created from"},
+		{[]string{"retry", "-created-before", "soon", "-by", "a"}, `-created-before: "soon" is neither`},
+		{[]string{"retry", "-lead", "-3", "-by", "a"}, "lead id -3 is negative"},
 	} {
 		code, stdout, stderr := runCmd(t, tc.args...)
 		if code != 2 || stdout != "" || !strings.Contains(stderr, tc.want) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/paragon-outbox/outbox-relay/internal/admin"
 	"github.com/paragon-outbox/outbox-relay/internal/config"
+	"github.com/paragon-outbox/outbox-relay/internal/heartbeat"
 	"github.com/paragon-outbox/outbox-relay/internal/migrate"
 	"github.com/paragon-outbox/outbox-relay/internal/operator"
 	"github.com/paragon-outbox/outbox-relay/internal/outbox"
@@ -60,6 +61,22 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if cfg.PurgeInterval > 0 && (cfg.RetainDelivered > 0 || cfg.RetainDead > 0) {
 		go purgeLoop(ctx, pool, cfg, log)
+	}
+	hb, err := heartbeat.New(pool, heartbeat.Config{RelayID: r.ID(), Health: r.Health}, log)
+	if err != nil {
+		return err
+	}
+	if err := hb.Start(ctx); err != nil {
+		// The console shows relays from these rows; delivery does not need them.
+		log.Warn("relay heartbeat not written; the console will not list this relay", slog.Any("error", err))
+	} else {
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := hb.Stop(sctx); err != nil {
+				log.Warn("marking the relay stopped in outbox_relays failed", slog.Any("error", err))
+			}
+		}()
 	}
 	return r.Run(ctx)
 }

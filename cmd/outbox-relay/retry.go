@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/user"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -25,6 +23,8 @@ const retryListMax = 100
 func runRetry(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		ids, user, errText, since, reason, by string
+		event, createdFrom, createdBefore     string
+		lead                                  int64
 		all, dryRun                           bool
 	)
 	cfg, fs, err := loadConfig("retry", args, stderr, func(fs *flag.FlagSet) {
@@ -32,6 +32,10 @@ func runRetry(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.StringVar(&user, "user", "", "only this Connected User's events (outbox.user_id)")
 		fs.StringVar(&errText, "error", "", "only events whose last error contains this text (case-insensitive, literal)")
 		fs.StringVar(&since, "since", "", "only events that died at or after this time: RFC3339 (2026-05-01T12:00:00Z) or a duration ago (2h, 90m)")
+		fs.StringVar(&event, "event", "", "only events with this App Event name (outbox.event_name), e.g. 'Lead Created'")
+		fs.Int64Var(&lead, "lead", 0, "only the events of this lead (outbox.lead_id)")
+		fs.StringVar(&createdFrom, "created-from", "", "only events created at or after this time (outbox.created_at): RFC3339 or a duration ago")
+		fs.StringVar(&createdBefore, "created-before", "", "only events created before this time (outbox.created_at): RFC3339 or a duration ago")
 		fs.BoolVar(&all, "all", false, "allow re-driving every dead event when no other filter is given")
 		fs.StringVar(&reason, "reason", "", "why, recorded with each re-drive")
 		fs.StringVar(&by, "by", defaultActor(), "who is re-driving, recorded with each re-drive (default $USER, else the OS user and host)")
@@ -41,17 +45,26 @@ func runRetry(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q (filters are flags: -id, -user, -error, -since, -all)", errUsage, fs.Args())
+		return fmt.Errorf("%w: unexpected arguments %q (filters are flags: -id, -user, -error, -since, -event, -lead, -created-from, -created-before, -all)", errUsage, fs.Args())
 	}
-	f := operator.Filter{UserID: user, ErrorContains: errText, All: all}
+	f := operator.Filter{UserID: user, ErrorContains: errText, EventName: event, LeadID: lead, All: all}
 	if f.IDs, err = parseIDs(ids); err != nil {
 		return fmt.Errorf("%w: -id: %v", errUsage, err)
 	}
 	if f.DeadSince, err = parseSince(since, time.Now()); err != nil {
 		return fmt.Errorf("%w: -since: %v", errUsage, err)
 	}
+	if f.CreatedFrom, err = parseSince(createdFrom, time.Now()); err != nil {
+		return fmt.Errorf("%w: -created-from: %v", errUsage, err)
+	}
+	if f.CreatedBefore, err = parseSince(createdBefore, time.Now()); err != nil {
+		return fmt.Errorf("%w: -created-before: %v", errUsage, err)
+	}
+	if err := f.Check(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
 	if f.Empty() && !f.All {
-		return fmt.Errorf("%w: %v (-id, -user, -error, -since, or -all)", errUsage, operator.ErrEmptyFilter)
+		return fmt.Errorf("%w: %v (-id, -user, -error, -since, -event, -lead, -created-from, -created-before, or -all)", errUsage, operator.ErrEmptyFilter)
 	}
 	if strings.TrimSpace(by) == "" && !dryRun {
 		return fmt.Errorf("%w: -by is required (who is re-driving)", errUsage)
@@ -149,19 +162,5 @@ func retryDeadEvents(n int64) string {
 	return fmt.Sprintf("%d dead events", n)
 }
 
-// defaultActor names who runs a re-drive when -by is not given: $USER, else
-// the operating system's user name (or uid) at this host, so the audit trail
-// always says something true, also in containers where USER is unset.
-func defaultActor() string {
-	if u := strings.TrimSpace(os.Getenv("USER")); u != "" {
-		return u
-	}
-	name := fmt.Sprintf("uid:%d", os.Getuid())
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		name = u.Username
-	}
-	if host, err := os.Hostname(); err == nil && host != "" {
-		name += "@" + host
-	}
-	return name
-}
+// defaultActor is operator.DefaultActor: $USER, else the OS user at this host.
+func defaultActor() string { return operator.DefaultActor() }

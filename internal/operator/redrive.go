@@ -35,6 +35,14 @@ type Filter struct {
 	// when they have no attempt). The outbox has no "died at" column; the
 	// last attempt is what killed the event.
 	DeadSince time.Time
+	// EventName is the App Event's name (outbox.event_name), matched exactly.
+	EventName string
+	// LeadID is the lead the event is about (outbox.lead_id); 0 = any.
+	LeadID int64
+	// CreatedFrom and CreatedBefore bound outbox.created_at (the writing
+	// transaction's start): created_at >= CreatedFrom and < CreatedBefore.
+	// A zero time does not bound.
+	CreatedFrom, CreatedBefore time.Time
 	// All allows an otherwise empty filter to select every dead event.
 	// With other fields set it changes nothing.
 	All bool
@@ -42,7 +50,25 @@ type Filter struct {
 
 // Empty reports whether f has no condition (All aside).
 func (f Filter) Empty() bool {
-	return len(f.IDs) == 0 && f.UserID == "" && f.ErrorContains == "" && f.DeadSince.IsZero()
+	return len(f.IDs) == 0 && f.UserID == "" && f.ErrorContains == "" && f.DeadSince.IsZero() &&
+		f.EventName == "" && f.LeadID == 0 && f.CreatedFrom.IsZero() && f.CreatedBefore.IsZero()
+}
+
+// ErrBadFilter wraps the reason a Filter is contradictory (e.g. an empty
+// time range or a negative lead id).
+var ErrBadFilter = errors.New("bad re-drive filter")
+
+// Check reports a contradictory filter: a negative lead id, or a created_at
+// range that ends before it starts. Errors wrap ErrBadFilter.
+func (f Filter) Check() error {
+	if f.LeadID < 0 {
+		return fmt.Errorf("%w: lead id %d is negative", ErrBadFilter, f.LeadID)
+	}
+	if !f.CreatedFrom.IsZero() && !f.CreatedBefore.IsZero() && !f.CreatedBefore.After(f.CreatedFrom) {
+		return fmt.Errorf("%w: created before %s is not after created from %s", ErrBadFilter,
+			f.CreatedBefore.UTC().Format(time.RFC3339), f.CreatedFrom.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // Redriven is one event a re-drive moved (or would move) back to pending,
@@ -70,7 +96,8 @@ type Result struct {
 
 // redriveFilter is the WHERE clause shared by qRedrive and qRedriveDryRun.
 // $1 ids (bigint[], NULL = any), $2 user id (NULL = any), $3 ILIKE pattern
-// (NULL = any), $4 died at or after (NULL = any). NULL parameters switch a
+// (NULL = any), $4 died at or after (NULL = any), $5 event name, $6 lead id,
+// $7 created at or after, $8 created before (each NULL = any). NULL parameters switch a
 // condition off, so one statement serves every combination. The scan is of
 // dead rows only (partial index outbox_dead; dead rows are few, so even the
 // generic plan of a prepared statement is cheap).
@@ -82,10 +109,14 @@ WHERE o.status = 'dead'
   AND ($4::timestamptz IS NULL OR
        coalesce((SELECT max(coalesce(a.finished_at, a.started_at))
                  FROM outbox_attempts AS a
-                 WHERE a.outbox_id = o.id), o.created_at) >= $4::timestamptz)`
+                 WHERE a.outbox_id = o.id), o.created_at) >= $4::timestamptz)
+  AND ($5::text IS NULL OR o.event_name = $5::text)
+  AND ($6::bigint IS NULL OR o.lead_id = $6::bigint)
+  AND ($7::timestamptz IS NULL OR o.created_at >= $7::timestamptz)
+  AND ($8::timestamptz IS NULL OR o.created_at < $8::timestamptz)`
 
 // qRedrive moves the matching dead events to pending, due now, in one
-// statement, and records each move in outbox_redrives ($5 by, $6 reason).
+// statement, and records each move in outbox_redrives ($9 by, $10 reason).
 //
 //   - target locks the matching rows (FOR UPDATE, in id order so concurrent
 //     re-drives cannot deadlock). A row changed meanwhile is re-checked on
@@ -119,7 +150,7 @@ moved AS (
 logged AS (
   INSERT INTO outbox_redrives (outbox_id, redriven_by, reason, previous_status,
                                previous_attempts, previous_last_error, previous_last_http_status)
-  SELECT id, $5::text, $6::text, 'dead', attempts, last_error, last_http_status
+  SELECT id, $9::text, $10::text, 'dead', attempts, last_error, last_http_status
   FROM moved
 )
 SELECT id, user_id, attempts, last_error, last_http_status
@@ -148,17 +179,21 @@ func likeContains(s string) string {
 // attempts so the relay's attempt limit starts over.
 //
 // With dryRun it reports what would move and changes nothing. Errors:
-// ErrEmptyFilter for a filter without conditions unless f.All,
+// ErrEmptyFilter for a filter without conditions unless f.All, an
+// ErrBadFilter from f.Check,
 // ErrNoActor for a blank by (a dry run needs none), else the database error wrapped with "redrive".
 func Redrive(ctx context.Context, pool *pgxpool.Pool, f Filter, by, reason string, dryRun bool) (Result, error) {
 	if f.Empty() && !f.All {
 		return Result{}, ErrEmptyFilter
 	}
+	if err := f.Check(); err != nil {
+		return Result{}, err
+	}
 	by = strings.TrimSpace(by)
 	if by == "" && !dryRun {
 		return Result{}, ErrNoActor
 	}
-	var ids, user, pattern, since, why any
+	var ids, user, pattern, since, name, lead, from, before, why any
 	if len(f.IDs) > 0 {
 		ids = f.IDs
 	}
@@ -171,6 +206,18 @@ func Redrive(ctx context.Context, pool *pgxpool.Pool, f Filter, by, reason strin
 	if !f.DeadSince.IsZero() {
 		since = f.DeadSince
 	}
+	if f.EventName != "" {
+		name = f.EventName
+	}
+	if f.LeadID != 0 {
+		lead = f.LeadID
+	}
+	if !f.CreatedFrom.IsZero() {
+		from = f.CreatedFrom
+	}
+	if !f.CreatedBefore.IsZero() {
+		before = f.CreatedBefore
+	}
 	if reason = strings.TrimSpace(reason); reason != "" {
 		why = reason
 	}
@@ -179,9 +226,9 @@ func Redrive(ctx context.Context, pool *pgxpool.Pool, f Filter, by, reason strin
 	var rows pgx.Rows
 	var err error
 	if dryRun {
-		rows, err = pool.Query(ctx, qRedriveDryRun, ids, user, pattern, since)
+		rows, err = pool.Query(ctx, qRedriveDryRun, ids, user, pattern, since, name, lead, from, before)
 	} else {
-		rows, err = pool.Query(ctx, qRedrive, ids, user, pattern, since, by, why)
+		rows, err = pool.Query(ctx, qRedrive, ids, user, pattern, since, name, lead, from, before, by, why)
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("redrive: %w", err)

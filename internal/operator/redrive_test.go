@@ -359,3 +359,51 @@ func TestRedriveTwiceKeepsHistory(t *testing.T) {
 		t.Fatalf("redrives %+v", in.Redrives)
 	}
 }
+
+// TestRedriveByEventLeadAndCreatedRange: the filters the console offers
+// (event name, lead id, a created_at range) select exactly the dead events
+// they name, alone and combined, and a contradictory range is refused.
+func TestRedriveByEventLeadAndCreatedRange(t *testing.T) {
+	db := testdb.New(t)
+	ctx := context.Background()
+	m := newMix(t, db.Pool)
+	if _, err := db.Pool.Exec(ctx, `UPDATE outbox SET event_name = 'Lead Updated' WHERE id = ANY($1)`, []int64{m.d3.ID, m.p1.ID}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	cases := []struct {
+		name string
+		f    operator.Filter
+		want []int64
+	}{
+		{"event name", operator.Filter{EventName: "Lead Updated"}, []int64{m.d3.ID}},
+		{"lead id", operator.Filter{LeadID: m.d2.LeadID}, []int64{m.d2.ID}},
+		{"lead id of a live event", operator.Filter{LeadID: m.p1.LeadID}, nil},
+		{"created in the last hour", operator.Filter{CreatedFrom: now.Add(-time.Hour)}, []int64{m.d2.ID, m.d3.ID}},
+		{"created before an hour ago", operator.Filter{CreatedBefore: now.Add(-time.Hour)}, []int64{m.d1.ID, m.d4.ID}},
+		{"created between 4h and 1h ago", operator.Filter{CreatedFrom: now.Add(-4 * time.Hour), CreatedBefore: now.Add(-time.Hour)}, []int64{m.d1.ID}},
+		{"event name and created range", operator.Filter{EventName: "Lead Created", CreatedFrom: now.Add(-time.Hour)}, []int64{m.d2.ID}},
+	}
+	for _, tc := range cases {
+		res, err := operator.Redrive(ctx, db.Pool, tc.f, "", "", true)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !slices.Equal(res.IDs, nonNil(tc.want)) {
+			t.Errorf("%s: ids %v, want %v", tc.name, res.IDs, tc.want)
+		}
+	}
+	for _, f := range []operator.Filter{
+		{CreatedFrom: now, CreatedBefore: now.Add(-time.Hour)},
+		{LeadID: -1},
+	} {
+		if _, err := operator.Redrive(ctx, db.Pool, f, "alice", "x", false); !errors.Is(err, operator.ErrBadFilter) {
+			t.Errorf("filter %+v: error %v, want ErrBadFilter", f, err)
+		}
+	}
+	// The real re-drive with the new filters moves what the dry run listed.
+	res, err := operator.Redrive(ctx, db.Pool, operator.Filter{EventName: "Lead Updated"}, "alice", "fixed", false)
+	if err != nil || !slices.Equal(res.IDs, []int64{m.d3.ID}) {
+		t.Fatalf("re-drive by event name: %+v %v", res, err)
+	}
+}

@@ -687,7 +687,7 @@ func TestRolesScriptGrantsExactlyThis(t *testing.T) {
 	applyRoles(t, e.db.Pool)
 	applyRoles(t, e.db.Pool)
 
-	objects := []string{"leads", "outbox", "outbox_attempts", "outbox_redrives", "outbox_delivery_status", "goose_db_version"}
+	objects := []string{"leads", "outbox", "outbox_attempts", "outbox_redrives", "outbox_delivery_status", "goose_db_version", "outbox_relays"}
 	// want[role][object] = table-level privileges, then "UPDATE(...)" for
 	// column-level UPDATE. Membership counts (operator_write includes operator).
 	want := map[string]map[string]string{
@@ -696,15 +696,16 @@ func TestRolesScriptGrantsExactlyThis(t *testing.T) {
 			"outbox":           "SELECT DELETE UPDATE(status,attempts,next_attempt_at,delivered_at,last_error,last_http_status,lease_owner,claimed_at,lease_expires_at,attempts_base)",
 			"outbox_attempts":  "SELECT INSERT DELETE UPDATE(relay_id,finished_at,http_status,error)",
 			"goose_db_version": "SELECT",
+			"outbox_relays":    "SELECT INSERT UPDATE DELETE",
 		},
 		"outbox_operator": {
 			"outbox": "SELECT", "outbox_attempts": "SELECT", "outbox_redrives": "SELECT",
-			"outbox_delivery_status": "SELECT", "goose_db_version": "SELECT",
+			"outbox_delivery_status": "SELECT", "goose_db_version": "SELECT", "outbox_relays": "SELECT",
 		},
 		"outbox_operator_write": {
 			"outbox":          "SELECT DELETE UPDATE(status,next_attempt_at,last_error,last_http_status,attempts_base)",
 			"outbox_attempts": "SELECT DELETE", "outbox_redrives": "SELECT INSERT",
-			"outbox_delivery_status": "SELECT", "goose_db_version": "SELECT",
+			"outbox_delivery_status": "SELECT", "goose_db_version": "SELECT", "outbox_relays": "SELECT",
 		},
 	}
 	for role, objs := range want {
@@ -744,6 +745,7 @@ func TestRolesScriptConcurrentFirstRuns(t *testing.T) {
 	prefix := fmt.Sprintf("rt%d_%d", os.Getpid(), time.Now().UnixNano()%1_000_000_000)
 	names := []string{prefix + "_opw", prefix + "_op", prefix + "_relay", prefix + "_app"}
 	script := strings.NewReplacer(
+		"outbox_relays", "outbox_relays", // a table, not the role outbox_relay
 		"outbox_operator_write", names[0], "outbox_operator", names[1], "outbox_relay", names[2], "outbox_app", names[3],
 	).Replace(relaysql.Roles())
 	l := newLogins(t)
