@@ -110,7 +110,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	defer lp.stop(context.Background())
+	defer func() { _ = lp.stop(context.Background()) }()
 	fmt.Fprintf(stdout, "2. Started a local Paragon-compatible endpoint at %s with a throwaway signing key\n   (it verifies every RS256 Paragon User Token; it fails %.0f%% of requests with 500 and %.0f%% with 429 so retries show).\n",
 		lp.baseURL, fail500*100, fail429*100)
 

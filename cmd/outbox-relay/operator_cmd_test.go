@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http/httptest"
@@ -45,7 +46,7 @@ func outboxState(t *testing.T, pool *pgxpool.Pool, id int64) string {
 	var status string
 	var attempts, base int
 	err := pool.QueryRow(context.Background(), `SELECT status, attempts, attempts_base FROM outbox WHERE id = $1`, id).Scan(&status, &attempts, &base)
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return "gone"
 	}
 	if err != nil {

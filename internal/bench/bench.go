@@ -87,7 +87,7 @@ type Options struct {
 	StartEndpoint func(faults paragonlocal.Faults) (*Endpoint, error)
 	// SetupRelay builds a relay for a validated configuration; close
 	// releases its resources after Run returned.
-	SetupRelay func(ctx context.Context, cfg config.Config) (r Relay, close func(), err error)
+	SetupRelay func(ctx context.Context, cfg config.Config) (r Relay, release func(), err error)
 }
 
 type scenarioDef struct {
@@ -444,7 +444,10 @@ func waitDelivered(ctx context.Context, ep *Endpoint, pool *pgxpool.Pool, n int,
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("timed out after %s: endpoint accepted %d of %d events", timeout, ep.Server.Count(), n)
-		case <-reached:
+		case err := <-reached:
+			if err != nil {
+				continue // ctx ended: reported by the ctx.Done case
+			}
 			for {
 				left, err := unsettled(ctx, pool)
 				if err != nil || left == 0 {

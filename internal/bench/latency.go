@@ -38,7 +38,7 @@ func runLatency(ctx context.Context, s *scenario) error {
 	if err != nil {
 		return err
 	}
-	defer rr.stop()
+	defer func() { _ = rr.stop() }() // the error of the stop below is the one reported
 	// Let the relay connect and find the outbox empty before writing.
 	if !sleepCtx(ctx, 500*time.Millisecond) {
 		return ctx.Err()

@@ -61,7 +61,7 @@ func runMemory(ctx context.Context, s *scenario) error {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	sampler := SampleRSS(ctx, cmd.Process.Pid, 100*time.Millisecond)
-	defer sampler.Stop()
+	defer func() { _, _, _ = sampler.Stop() }() // stopped and checked below; this covers early returns
 
 	waitCtx, cancel := context.WithCancel(ctx)
 	waited := make(chan error, 1)
@@ -71,7 +71,7 @@ func runMemory(ctx context.Context, s *scenario) error {
 	case waitErr = <-waited:
 	case err := <-exited:
 		cancel()
-		<-waited
+		<-waited //nolint:errcheck // canceled: the early exit is the error
 		return fmt.Errorf("relay subprocess exited early (%v):\n%s", err, logs)
 	}
 	cancel()
@@ -85,7 +85,7 @@ func runMemory(ctx context.Context, s *scenario) error {
 		}
 	case <-time.After(time.Minute):
 		_ = cmd.Process.Kill()
-		<-exited
+		<-exited //nolint:errcheck // killed: the missed SIGTERM is the error
 		return fmt.Errorf("relay subprocess did not stop within a minute of SIGTERM:\n%s", logs)
 	}
 	if waitErr != nil {

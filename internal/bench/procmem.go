@@ -135,7 +135,7 @@ func (s *RSSSampler) Stop() (peak int64, samples int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.samples == 0 {
-		return 0, 0, fmt.Errorf("no memory sample of pid %d: %v", s.pid, s.err)
+		return 0, 0, fmt.Errorf("no memory sample of pid %d: %w", s.pid, s.err)
 	}
 	return s.peak, s.samples, nil
 }

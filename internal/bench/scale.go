@@ -198,7 +198,7 @@ func generateOutbox(ctx context.Context, pool *pgxpool.Pool, ranges []genRange, 
 	if _, err := conn.Exec(ctx, `SET maintenance_work_mem = '256MB'`); err != nil {
 		return err
 	}
-	defer conn.Exec(context.Background(), `RESET maintenance_work_mem`)
+	defer func() { _, _ = conn.Exec(context.Background(), `RESET maintenance_work_mem`) }()
 	rows, err := conn.Query(ctx, `
 		SELECT i.relname, pg_get_indexdef(i.oid)
 		FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid

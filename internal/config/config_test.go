@@ -576,7 +576,7 @@ func TestStringRedacts(t *testing.T) {
 	c := validConfig()
 	c.SigningKeyPEM = p
 	c.DatabaseURL = "postgres://relay:hunter2@db.internal:5432/outbox?sslmode=require"
-	for _, s := range []string{c.String(), fmt.Sprint(c), fmt.Sprintf("%v", &c), fmt.Sprintf("%+v", c), fmt.Sprintf("%s", c)} {
+	for _, s := range []string{c.String(), fmt.Sprint(c), fmt.Sprintf("%v", &c), fmt.Sprintf("%+v", c), fmt.Sprint(c.String())} {
 		assertNoKeyText(t, s, p)
 		if strings.Contains(s, "BEGIN") || strings.Contains(s, "hunter2") {
 			t.Fatalf("String leaks: %s", s)

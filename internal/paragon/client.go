@@ -23,14 +23,14 @@ const DefaultBaseURL = "https://api.useparagon.com"
 type Outcome int
 
 const (
-	// Delivered: Paragon answered 2xx (it answers 201 on success).
+	// Delivered means Paragon answered 2xx (it answers 201 on success).
 	Delivered Outcome = iota + 1
-	// Retry: the event may succeed later (429, 5xx, 408, timeouts, network
+	// Retry means the event may succeed later (429, 5xx, 408, timeouts, network
 	// errors, and responses that mean our configuration is wrong right now
 	// such as 401/403/404: a rotated signing key or wrong project id must not
 	// kill events). Spends an attempt.
 	Retry
-	// Rejected: Paragon refused this event for its content (other 4xx, or a
+	// Rejected means Paragon refused this event for its content (other 4xx, or a
 	// payload over the size limit). Retrying cannot help: the event goes dead.
 	Rejected
 )
@@ -255,21 +255,21 @@ func Classify(status int) (o Outcome, systemic bool) {
 
 // ParseRetryAfter reads a Retry-After header in either form (RFC 9110
 // §10.2.3): delay-seconds or an HTTP-date. It returns 0 for an absent or
-// unparsable value or a date in the past, and never more than max.
-func ParseRetryAfter(v string, now time.Time, max time.Duration) time.Duration {
+// unparsable value or a date in the past, and never more than limit.
+func ParseRetryAfter(v string, now time.Time, limit time.Duration) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
 	var d time.Duration
 	// A delay beyond int64 seconds (ErrRange, secs clamped to ±MaxInt64) is
-	// still a delay: it clamps to max below rather than reading as absent.
+	// still a delay: it clamps to limit below rather than reading as absent.
 	if secs, err := strconv.ParseInt(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
 		if secs <= 0 {
 			return 0
 		}
-		if secs > int64(max/time.Second) {
-			return max
+		if secs > int64(limit/time.Second) {
+			return limit
 		}
 		d = time.Duration(secs) * time.Second
 	} else if t, err := http.ParseTime(v); err == nil {
@@ -280,8 +280,8 @@ func ParseRetryAfter(v string, now time.Time, max time.Duration) time.Duration {
 	} else {
 		return 0
 	}
-	if d > max {
-		return max
+	if d > limit {
+		return limit
 	}
 	return d
 }

@@ -606,36 +606,36 @@ func TestOutcomeString(t *testing.T) {
 func TestParseRetryAfter(t *testing.T) {
 	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	date := func(d time.Duration) string { return now.Add(d).Format(http.TimeFormat) }
-	const max = time.Hour
+	const maxDelay = time.Hour
 	for _, tc := range []struct {
 		v    string
 		max  time.Duration
 		want time.Duration
 	}{
-		{"", max, 0},
-		{"   ", max, 0},
-		{"0", max, 0},
-		{"-1", max, 0},
-		{"-99999999999999999999", max, 0},
-		{"abc", max, 0},
-		{"1.5", max, 0},
-		{"7", max, 7 * time.Second},
-		{" 120 ", max, 120 * time.Second},
-		{"120", max, 2 * time.Minute},
-		{"3600", max, time.Hour},
-		{"3601", max, time.Hour},
-		{"86400", max, time.Hour},
-		{"9223372036854775807", max, time.Hour},  // MaxInt64 seconds: no overflow
-		{"99999999999999999999", max, time.Hour}, // beyond int64: still "very long"
+		{"", maxDelay, 0},
+		{"   ", maxDelay, 0},
+		{"0", maxDelay, 0},
+		{"-1", maxDelay, 0},
+		{"-99999999999999999999", maxDelay, 0},
+		{"abc", maxDelay, 0},
+		{"1.5", maxDelay, 0},
+		{"7", maxDelay, 7 * time.Second},
+		{" 120 ", maxDelay, 120 * time.Second},
+		{"120", maxDelay, 2 * time.Minute},
+		{"3600", maxDelay, time.Hour},
+		{"3601", maxDelay, time.Hour},
+		{"86400", maxDelay, time.Hour},
+		{"9223372036854775807", maxDelay, time.Hour},  // MaxInt64 seconds: no overflow
+		{"99999999999999999999", maxDelay, time.Hour}, // beyond int64: still "very long"
 		{"9223372036854775807", 500 * time.Millisecond, 500 * time.Millisecond},
 		{"30", 10 * time.Second, 10 * time.Second},
-		{date(90 * time.Second), max, 90 * time.Second},
-		{date(2 * time.Hour), max, time.Hour},
-		{date(-90 * time.Second), max, 0},
-		{date(0), max, 0},
-		{now.Add(45 * time.Second).Format("Monday, 02-Jan-06 15:04:05 GMT"), max, 45 * time.Second}, // obsolete forms RFC 9110 still allows
-		{now.Add(45 * time.Second).Format(time.ANSIC), max, 45 * time.Second},
-		{"Sat, 01 Mar 2025 12:00:30 XYZ", max, 0},
+		{date(90 * time.Second), maxDelay, 90 * time.Second},
+		{date(2 * time.Hour), maxDelay, time.Hour},
+		{date(-90 * time.Second), maxDelay, 0},
+		{date(0), maxDelay, 0},
+		{now.Add(45 * time.Second).Format("Monday, 02-Jan-06 15:04:05 GMT"), maxDelay, 45 * time.Second}, // obsolete forms RFC 9110 still allows
+		{now.Add(45 * time.Second).Format(time.ANSIC), maxDelay, 45 * time.Second},
+		{"Sat, 01 Mar 2025 12:00:30 XYZ", maxDelay, 0},
 	} {
 		if got := paragon.ParseRetryAfter(tc.v, now, tc.max); got != tc.want {
 			t.Errorf("ParseRetryAfter(%q, max %s) = %s, want %s", tc.v, tc.max, got, tc.want)

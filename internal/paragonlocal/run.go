@@ -22,7 +22,7 @@ const ShutdownTimeout = 10 * time.Second
 // newHTTPServer returns the http.Server used by Start. There is no
 // WriteTimeout, because injected Slow and Latency delays are meant to be
 // longer than a client may wait.
-func newHTTPServer(h http.Handler, base context.Context) *http.Server {
+func newHTTPServer(base context.Context, h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -69,7 +69,7 @@ func start(addr string, s *Server) (*running, error) {
 		return nil, fmt.Errorf("paragonlocal: listen %s: %w", addr, err)
 	}
 	base, cancel := context.WithCancel(context.Background())
-	r := &running{srv: newHTTPServer(s, base), cancel: cancel, served: make(chan struct{})}
+	r := &running{srv: newHTTPServer(base, s), cancel: cancel, served: make(chan struct{})}
 	go func() {
 		err := r.srv.Serve(ln)
 		if !errors.Is(err, http.ErrServerClosed) {
