@@ -214,7 +214,7 @@ func (s *scenario) relayColdLatency(ctx context.Context, dur time.Duration) (pha
 	if err != nil {
 		return res, err
 	}
-	defer rr.stop()
+	defer func() { _ = rr.stop() }()
 	if !sleepCtx(ctx, 2*time.Second) {
 		return res, ctx.Err()
 	}
@@ -348,7 +348,7 @@ func (s *scenario) riverPhase(ctx context.Context, mode, leadsPath string, event
 	defer func() {
 		stdin.Close()
 		select {
-		case <-exited:
+		case <-exited: //nolint:errcheck // closing stdin ends it; its exit status is not the result
 		case <-time.After(time.Minute):
 			_ = cmd.Process.Kill()
 		}
