@@ -22,13 +22,29 @@ import (
 func TestReadOnlyNode(t *testing.T) {
 	c := pgcluster.New(t, "readonly", pgcluster.Options{})
 	url := migrated(t, c)
-	e := newEnv(t, url)
+	// A busy relay's pool is full: every session it will use exists before
+	// the node turns read-only (pool_min_conns), so none is opened afresh
+	// by chance.
+	e := newEnv(t, url+"&pool_min_conns=8&pool_max_conns=8")
 	p := e.startRelay(t)
 	insertLeads(t, url, 200, "before")
 	waitDelivered(t, e, url)
+	for end := time.Now().Add(deadline); ; {
+		pids, err := relayPIDs(context.Background(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pids) >= 8 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the relay's pool never filled: %d sessions", len(pids))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	c.MustExec("postgres", "ALTER DATABASE app SET default_transaction_read_only = off") // new sessions: writable
-	c.MustExec("postgres", "ALTER SYSTEM SET default_transaction_read_only = on")       // existing sessions: read-only
+	c.MustExec("postgres", "ALTER SYSTEM SET default_transaction_read_only = on")        // existing sessions: read-only
 	c.MustExec("postgres", "SELECT pg_reload_conf()")
 	time.Sleep(time.Second) // let every session see the reload
 
