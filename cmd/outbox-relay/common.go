@@ -90,7 +90,7 @@ func openPoolWith(ctx context.Context, cfg config.Config, o pgutil.PoolOptions) 
 func openPoolWaiting(ctx context.Context, cfg config.Config, maxConns int32, log *slog.Logger) (*pgxpool.Pool, error) {
 	deadline := time.Now().Add(cfg.StartupTimeout)
 	delay := 250 * time.Millisecond
-	o := pgutil.PoolOptions{MaxConns: maxConns, NoJIT: true, Writable: true, LockTimeout: lockTimeout(cfg)}
+	o := pgutil.PoolOptions{MaxConns: maxConns, NoJIT: true, Writable: true, LockTimeout: cfg.LockTimeout}
 	for attempt := 1; ; attempt++ {
 		pool, err := openPoolWith(ctx, cfg, o)
 		if err == nil || cfg.ValidateDatabase() != nil || pgutil.IsPermanent(err) || time.Now().Add(delay).After(deadline) || ctx.Err() != nil {
@@ -120,6 +120,3 @@ func openMigratedPool(ctx context.Context, cfg config.Config, maxConns int32) (*
 	}
 	return pool, nil
 }
-
-// lockTimeout is the relay's lock_timeout (RELAY_LOCK_TIMEOUT).
-func lockTimeout(cfg config.Config) time.Duration { return 5 * time.Second }

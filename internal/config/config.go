@@ -42,6 +42,7 @@ const (
 	DefaultTokenTTL        = time.Hour
 	DefaultAdminAddr       = ":9090"
 	DefaultStartupTimeout  = time.Minute
+	DefaultLockTimeout     = 5 * time.Second
 	DefaultRetainDelivered = 7 * 24 * time.Hour
 	DefaultRetainDead      = 30 * 24 * time.Hour
 	DefaultPurgeInterval   = 10 * time.Minute
@@ -118,6 +119,11 @@ type Config struct {
 	// database at start-up (it may be starting too) before it gives up.
 	// Default 60s; 0 tries once.
 	StartupTimeout time.Duration `env:"RELAY_STARTUP_TIMEOUT"`
+	// LockTimeout is the lock_timeout of the relay's sessions: a relay
+	// statement that waits longer for a lock (behind a migration's ALTER
+	// TABLE, say) fails and is retried, so the relay never holds a lock
+	// queue up. Default 5s; 0 leaves the server's setting.
+	LockTimeout time.Duration `env:"RELAY_LOCK_TIMEOUT"`
 	// AdminAddr is where /metrics, /healthz and /readyz are served
 	// (host:port). Default ":9090"; "off" disables the admin server.
 	AdminAddr string `env:"RELAY_ADMIN_ADDR"`
@@ -154,6 +160,7 @@ func Defaults() Config {
 		LogLevel:        "info",
 		AdminAddr:       DefaultAdminAddr,
 		StartupTimeout:  DefaultStartupTimeout,
+		LockTimeout:     DefaultLockTimeout,
 		RetainDelivered: DefaultRetainDelivered,
 		RetainDead:      DefaultRetainDead,
 		PurgeInterval:   DefaultPurgeInterval,
@@ -222,6 +229,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	str(&c.LogLevel, "LOG_LEVEL")
 	str(&c.AdminAddr, "RELAY_ADMIN_ADDR")
 	dur(&c.StartupTimeout, "RELAY_STARTUP_TIMEOUT")
+	dur(&c.LockTimeout, "RELAY_LOCK_TIMEOUT")
 	dur(&c.RetainDelivered, "RELAY_RETAIN_DELIVERED")
 	dur(&c.RetainDead, "RELAY_RETAIN_DEAD")
 	dur(&c.PurgeInterval, "RELAY_PURGE_INTERVAL")
@@ -255,6 +263,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json (env LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (env LOG_LEVEL)")
 	fs.DurationVar(&c.StartupTimeout, "startup-timeout", c.StartupTimeout, "how long to wait for the database at start-up (env RELAY_STARTUP_TIMEOUT)")
+	fs.DurationVar(&c.LockTimeout, "lock-timeout", c.LockTimeout, "lock_timeout of the relay's statements; 0 = server's (env RELAY_LOCK_TIMEOUT)")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "metrics/health address, or off (env RELAY_ADMIN_ADDR)")
 	fs.DurationVar(&c.RetainDelivered, "retain-delivered", c.RetainDelivered, "purge delivered events older than this, 0 = keep (env RELAY_RETAIN_DELIVERED)")
 	fs.DurationVar(&c.RetainDead, "retain-dead", c.RetainDead, "purge dead events older than this, 0 = keep (env RELAY_RETAIN_DEAD)")
@@ -356,6 +365,7 @@ func (c *Config) Validate() error {
 	durRange("RELAY_RETAIN_DEAD", c.RetainDead, 0, 10*365*24*time.Hour)
 	durRange("RELAY_PURGE_INTERVAL", c.PurgeInterval, 0, 7*24*time.Hour)
 	durRange("RELAY_STARTUP_TIMEOUT", c.StartupTimeout, 0, time.Hour)
+	durRange("RELAY_LOCK_TIMEOUT", c.LockTimeout, 0, time.Hour)
 	return errors.Join(errs...)
 }
 
