@@ -133,3 +133,74 @@ func TestCheckIsReadOnly(t *testing.T) {
 		t.Fatalf("Check created %d tables", tables)
 	}
 }
+
+// TestStatementTriggerKeepsRowOrderAndTheLeadAsWritten: the Lead Created
+// trigger fires once per statement (migration 00007). A multi-row INSERT
+// gets one event per lead, outbox ids in the order the leads were inserted,
+// each payload's eventId equal to its row's event_id, and the payload is
+// the lead as written, after a BEFORE trigger changed it. A rolled-back
+// statement leaves no event.
+func TestStatementTriggerKeepsRowOrderAndTheLeadAsWritten(t *testing.T) {
+	db := testdb.New(t)
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `
+		CREATE FUNCTION upper_company() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN NEW.company := upper(NEW.company); RETURN NEW; END $$;
+		CREATE TRIGGER leads_upper BEFORE INSERT ON leads FOR EACH ROW EXECUTE FUNCTION upper_company();`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO leads (owner_id, last_name, company) SELECT 'usr_' || (g % 3), 'L' || g, 'acme ' || g FROM generate_series(1, 300) g ORDER BY g DESC`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.Pool.Query(ctx, `
+		SELECT o.lead_id, o.event_id::text = o.payload->>'eventId', o.payload->>'company', o.payload->>'lastName', l.company, o.user_id = l.owner_id
+		FROM outbox AS o JOIN leads AS l ON l.id = o.lead_id ORDER BY o.id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var prev int64
+	n := 0
+	for rows.Next() {
+		var lead int64
+		var sameID, sameUser bool
+		var company, last, leadCompany string
+		if err := rows.Scan(&lead, &sameID, &company, &last, &leadCompany, &sameUser); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if lead <= prev {
+			t.Fatalf("outbox row %d is for lead %d after lead %d: events out of insertion order", n, lead, prev)
+		}
+		prev = lead
+		if !sameID || !sameUser {
+			t.Fatalf("lead %d: payload eventId matches event_id %v, user_id matches owner_id %v", lead, sameID, sameUser)
+		}
+		if company != leadCompany || company != strings.ToUpper(company) || last == "" {
+			t.Fatalf("lead %d: payload company %q lastName %q, lead as written has company %q", lead, company, last, leadCompany)
+		}
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	if n != 300 {
+		t.Fatalf("%d events for 300 leads", n)
+	}
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO leads (owner_id) SELECT 'usr_x' FROM generate_series(1, 10)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var total int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&total); err != nil {
+		t.Fatal(err)
+	}
+	if total != 300 {
+		t.Fatalf("%d events after a rolled-back insert of 10 leads, want 300", total)
+	}
+}
