@@ -30,6 +30,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,6 +159,7 @@ type Server struct {
 	now       func() time.Time
 	parser    *jwt.Parser
 	keyFunc   jwt.Keyfunc
+	mux       *http.ServeMux
 
 	faults atomic.Pointer[faultState]
 	reject atomic.Pointer[rejectHolder]
@@ -233,6 +235,7 @@ func New(cfg Config) (*Server, error) {
 		s.enc.SetEscapeHTML(false)
 	}
 	s.SetFaults(cfg.Faults)
+	s.mux = s.routes()
 	return s, nil
 }
 
@@ -255,8 +258,12 @@ func (s *Server) SetRejectFunc(fn func(name, sub string, payload json.RawMessage
 // ServeHTTP answers like Paragon's POST /projects/{projectId}/sdk/events/trigger.
 //
 // Checks, in order, each failure answered with {"error": "<which check>"}:
-//  1. Path not of that shape → 404; method not POST → 405 (Allow: POST);
-//     {projectId} not Config.ProjectID → 404. These answers are immediate.
+//  1. Routing, by an http.ServeMux with the patterns
+//     "POST /projects/{projectId}/sdk/events/trigger" and
+//     "GET /projects/{projectId}/sdk/me" (see serveMe): any other path, or
+//     one that is not clean (no redirect), → 404; that path with another
+//     method → 405 (Allow: POST); {projectId} not Config.ProjectID → 404.
+//     These answers are immediate.
 //  2. Body over Config.MaxBody → 413 (the body is read before step 3).
 //  3. Faults.Latency is waited out.
 //  4. Authorization: Bearer token missing or failing any check → 401 with
@@ -275,21 +282,31 @@ func (s *Server) SetRejectFunc(fn func(name, sub string, payload json.RawMessage
 //  8. Recorded, then 201 with body "{}" (CONTRACT.md: Paragon answers 201 on
 //     success; its body is undocumented).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if id, ok := meProject(r.URL.Path); ok && r.Method == http.MethodGet {
-		s.serveMe(w, r, id)
-		return
-	}
-	id, ok := projectFromPath(r.URL.Path)
-	if !ok {
+	if path.Clean(r.URL.Path) != r.URL.Path {
+		// ServeMux would redirect to the clean path; Paragon has no such paths.
 		s.reject4xx(w, http.StatusNotFound, "not found")
 		return
 	}
-	if r.Method != http.MethodPost {
+	s.mux.ServeHTTP(w, r)
+}
+
+// routes returns the ServeMux that ServeHTTP dispatches to.
+func (s *Server) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /projects/{projectId}/sdk/events/trigger", s.serveTrigger)
+	mux.HandleFunc("/projects/{projectId}/sdk/events/trigger", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header()["Allow"] = allowPost
 		s.reject4xx(w, http.StatusMethodNotAllowed, "method not allowed: use POST")
-		return
-	}
-	if id != s.projectID {
+	})
+	mux.HandleFunc("GET /projects/{projectId}/sdk/me", s.serveMe)
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		s.reject4xx(w, http.StatusNotFound, "not found")
+	})
+	return mux
+}
+
+func (s *Server) serveTrigger(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("projectId") != s.projectID {
 		s.reject4xx(w, http.StatusNotFound, "unknown project")
 		return
 	}
@@ -328,11 +345,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.reject4xx(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 		return
 	}
-	if !validJSON(body) {
+	if !json.Valid(body) {
 		s.reject4xx(w, http.StatusBadRequest, "body is not valid JSON")
 		return
 	}
-	if start := skipSpace(body, 0); body[start] != '{' {
+	if bytes.TrimLeft(body, " \t\r\n")[0] != '{' {
 		s.reject4xx(w, http.StatusBadRequest, "body must be a JSON object")
 		return
 	}
@@ -382,14 +399,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	var eventID string
-	if v, _ := members(payloadRaw, "eventId", ""); v != nil {
-		eventID, _ = stringValue(v)
-	}
+	eventID := eventIDOf(payloadRaw)
 	var payload json.RawMessage
 	rh := s.reject.Load()
 	if !s.discard || rh != nil {
-		payload = bytes.Clone(payloadRaw)
+		payload = payloadRaw // a copy of the request's bytes, made by json.Unmarshal
 	}
 	if rh != nil {
 		if code := rh.fn(name, sub, payload); code != 0 {
@@ -459,12 +473,50 @@ func (s *Server) writeLine(l recordLine) {
 // string when it is the same (event names repeat, so this saves an allocation
 // and retained memory per event).
 func (s *Server) internName(raw []byte) string {
-	if p := s.lastName.Load(); p != nil && sameString(raw, *p) {
+	// An unescaped literal equal to the last name: compare without decoding
+	// (string(raw[…]) == … does not allocate).
+	if p := s.lastName.Load(); p != nil && len(raw) == len(*p)+2 &&
+		bytes.IndexByte(raw, '\\') < 0 && string(raw[1:len(raw)-1]) == *p {
 		return *p
 	}
-	name, _ := stringValue(raw)
+	var name string
+	_ = json.Unmarshal(raw, &name) // raw is a valid JSON string: cannot fail
 	s.lastName.Store(&name)
 	return name
+}
+
+// eventIDOf returns payload.eventId when it is a JSON string, else "".
+// Unlike name and payload, it is matched the way encoding/json matches a
+// struct field (a case-insensitive match counts, the last one wins): it only
+// labels the record, and a struct skips the other members without
+// allocating, where a map would copy each of them.
+func eventIDOf(payload []byte) string {
+	var p struct {
+		EventID json.RawMessage `json:"eventId"`
+	}
+	if json.Unmarshal(payload, &p) != nil || len(p.EventID) == 0 || p.EventID[0] != '"' {
+		return ""
+	}
+	if bytes.IndexByte(p.EventID, '\\') < 0 {
+		return string(p.EventID[1 : len(p.EventID)-1]) // nothing to unescape
+	}
+	var id string
+	_ = json.Unmarshal(p.EventID, &id) // a valid JSON string: cannot fail
+	return id
+}
+
+// members returns the raw values of the top-level keys k1 and k2 of the JSON
+// object obj (nil when absent), each a copy of its bytes as received. Keys
+// match exactly (case-sensitively, as JSON.parse does on Paragon's side:
+// decoding into a map, unlike into a struct, never folds case) and a repeated
+// key's last value counts. obj must be valid JSON; anything but an object
+// gives nil, nil.
+func members(obj []byte, k1, k2 string) (v1, v2 json.RawMessage) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(obj, &m) != nil {
+		return nil, nil
+	}
+	return m[k1], m[k2]
 }
 
 func (s *Server) rejectedByFunc(w http.ResponseWriter, code int) {
@@ -589,27 +641,13 @@ func (s *Server) WaitForCount(ctx context.Context, n int) error {
 	return nil // woken while ctx ended: the count was reached
 }
 
-// projectFromPath returns {projectId} from "/projects/{projectId}/sdk/events/trigger".
-// meProject matches GET /projects/{projectId}/sdk/me.
-func meProject(p string) (string, bool) {
-	rest, ok := strings.CutPrefix(p, "/projects/")
-	if !ok {
-		return "", false
-	}
-	id, tail, ok := strings.Cut(rest, "/")
-	if !ok || id == "" || tail != "sdk/me" {
-		return "", false
-	}
-	return id, true
-}
-
 // serveMe imitates GET /projects/{projectId}/sdk/me (CONTRACT.md: the
 // Connected User's integrations, user-token auth): 404 for another project,
 // 401 for a token Paragon would refuse, else 200 with an empty
 // integrations object. `outbox-relay doctor` uses it to check the signing
 // key and project id without sending an event.
-func (s *Server) serveMe(w http.ResponseWriter, r *http.Request, id string) {
-	if id != s.projectID {
+func (s *Server) serveMe(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("projectId") != s.projectID {
 		s.reject4xx(w, http.StatusNotFound, "unknown project")
 		return
 	}
@@ -621,18 +659,6 @@ func (s *Server) serveMe(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write([]byte(`{"integrations":{}}`))
-}
-
-func projectFromPath(p string) (string, bool) {
-	rest, ok := strings.CutPrefix(p, "/projects/")
-	if !ok {
-		return "", false
-	}
-	id, tail, ok := strings.Cut(rest, "/")
-	if !ok || id == "" || tail != "sdk/events/trigger" {
-		return "", false
-	}
-	return id, true
 }
 
 // isJSONContentType accepts "application/json" with optional parameters such

@@ -416,7 +416,8 @@ func TestRouting(t *testing.T) {
 		wantStatus(t, r, http.StatusNotFound)
 		errorOf(t, r)
 	})
-	for _, p := range []string{"/", "/projects/" + testProject + "/sdk/me", eventPath + "/", "/projects//sdk/events/trigger", "/v1" + eventPath} {
+	for _, p := range []string{"/", "/projects/" + testProject + "/sdk/me", eventPath + "/", "/projects//sdk/events/trigger", "/v1" + eventPath,
+		"/projects/" + testProject + "/sdk/./events/trigger", "/projects/x/../" + testProject + "/sdk/events/trigger"} {
 		t.Run("404 path "+p, func(t *testing.T) {
 			wantStatus(t, f.do(t, http.MethodPost, p, f.tok, "application/json", strings.NewReader(leadBody)), http.StatusNotFound)
 		})
