@@ -1,15 +1,12 @@
 package bench
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"os"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // ProcMem is the memory a Linux process uses, from /proc/<pid>/status.
@@ -18,54 +15,38 @@ type ProcMem struct {
 	HWM int64 // VmHWM: peak resident set size so far, bytes
 }
 
-// ParseProcStatus reads VmRSS and VmHWM (reported in kB) from the text of
-// /proc/<pid>/status. It fails when VmRSS is missing (a kernel thread or a
-// process that has exited).
-func ParseProcStatus(r io.Reader) (ProcMem, error) {
-	var m ProcMem
-	var haveRSS bool
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Bytes()
-		var dst *int64
-		switch {
-		case bytes.HasPrefix(line, []byte("VmRSS:")):
-			dst, haveRSS = &m.RSS, true
-		case bytes.HasPrefix(line, []byte("VmHWM:")):
-			dst = &m.HWM
-		default:
-			continue
-		}
-		f := bytes.Fields(line[bytes.IndexByte(line, ':')+1:])
-		if len(f) != 2 || string(f[1]) != "kB" {
-			return m, fmt.Errorf("proc status: unexpected line %q", line)
-		}
-		kb, err := strconv.ParseInt(string(f[0]), 10, 64)
-		if err != nil {
-			return m, fmt.Errorf("proc status: %q: %w", line, err)
-		}
-		*dst = kb * 1024
-	}
-	if err := sc.Err(); err != nil {
-		return m, err
-	}
-	if !haveRSS {
-		return m, fmt.Errorf("proc status: no VmRSS")
-	}
-	return m, nil
+// ReadProcMem reads VmRSS and VmHWM of process pid (0: this process) from
+// /proc/<pid>/status with github.com/prometheus/procfs. It fails when the
+// process does not exist or has no VmRSS (a kernel thread, or a process that
+// has exited).
+func ReadProcMem(pid int) (ProcMem, error) {
+	return readProcMem(procfs.DefaultMountPoint, pid)
 }
 
-// ReadProcMem reads /proc/<pid>/status (pid 0: this process).
-func ReadProcMem(pid int) (ProcMem, error) {
-	path := "/proc/self/status"
-	if pid != 0 {
-		path = "/proc/" + strconv.Itoa(pid) + "/status"
-	}
-	b, err := os.ReadFile(path)
+// readProcMem is ReadProcMem with /proc mounted at mount (tests use a
+// directory holding a fixture).
+func readProcMem(mount string, pid int) (ProcMem, error) {
+	fs, err := procfs.NewFS(mount)
 	if err != nil {
 		return ProcMem{}, err
 	}
-	return ParseProcStatus(bytes.NewReader(b))
+	var p procfs.Proc
+	if pid == 0 {
+		p, err = fs.Self()
+	} else {
+		p, err = fs.Proc(pid)
+	}
+	if err != nil {
+		return ProcMem{}, err
+	}
+	st, err := p.NewStatus()
+	if err != nil {
+		return ProcMem{}, fmt.Errorf("proc status of pid %d: %w", p.PID, err)
+	}
+	if st.VmRSS == 0 { // absent, or not in kB
+		return ProcMem{}, fmt.Errorf("proc status of pid %d: no VmRSS in kB", p.PID)
+	}
+	return ProcMem{RSS: int64(st.VmRSS), HWM: int64(st.VmHWM)}, nil
 }
 
 // RSSSampler reads a process's VmRSS at a fixed interval and keeps the peak.

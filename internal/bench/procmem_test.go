@@ -4,7 +4,8 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"strings"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -20,19 +21,38 @@ RssAnon:	   30000 kB
 Threads:	9
 `
 
-func TestParseProcStatus(t *testing.T) {
-	m, err := ParseProcStatus(strings.NewReader(statusFixture))
+// writeStatus puts text at <dir>/<pid>/status, a /proc for readProcMem.
+func writeStatus(t testing.TB, dir string, pid int, text string) {
+	t.Helper()
+	d := filepath.Join(dir, strconv.Itoa(pid))
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d, "status"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReadProcMemFixture(t *testing.T) {
+	dir := t.TempDir()
+	writeStatus(t, dir, 4242, statusFixture)
+	m, err := readProcMem(dir, 4242)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.RSS != 40960*1024 || m.HWM != 48212*1024 {
 		t.Fatalf("got %+v", m)
 	}
-	if _, err := ParseProcStatus(strings.NewReader("Name:\tkthreadd\nState:\tS\n")); err == nil {
+	writeStatus(t, dir, 2, "Name:\tkthreadd\nState:\tS\n")
+	if _, err := readProcMem(dir, 2); err == nil {
 		t.Fatal("no VmRSS: want an error")
 	}
-	if _, err := ParseProcStatus(strings.NewReader("VmRSS:\t12 MB\n")); err == nil {
+	writeStatus(t, dir, 3, "Name:\tx\nVmRSS:\t12 MB\n")
+	if _, err := readProcMem(dir, 3); err == nil {
 		t.Fatal("unknown unit: want an error")
+	}
+	if _, err := readProcMem(dir, 5); err == nil {
+		t.Fatal("no such process: want an error")
 	}
 }
 
@@ -82,9 +102,9 @@ func TestSampleRSSNoProcess(t *testing.T) {
 	}
 }
 
-func BenchmarkParseProcStatus(b *testing.B) {
+func BenchmarkReadProcMemSelf(b *testing.B) {
 	for b.Loop() {
-		if _, err := ParseProcStatus(strings.NewReader(statusFixture)); err != nil {
+		if _, err := ReadProcMem(0); err != nil {
 			b.Fatal(err)
 		}
 	}
