@@ -22,7 +22,7 @@ export TEST_DATABASE_URL
 GOLANGCI_LINT         := bin/golangci-lint
 GOLANGCI_LINT_VERSION := v2.15.0
 
-.PHONY: help build river-bench demo test test-short chaos bench lint vet fmt verify docker clean
+.PHONY: help build river-bench demo test test-short chaos bench lint vet fmt verify docker clean config-docs
 
 help: ## list targets
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ bench: build river-bench ## measure every performance target, one table (BENCH_F
 
 vet: ## go vet
 	$(GO) vet ./...
+
+config-docs: ## regenerate the README configuration table from internal/config's declarations
+	$(GO) run ./internal/config/configdoc
 
 fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')

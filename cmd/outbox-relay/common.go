@@ -18,17 +18,22 @@ import (
 	"github.com/paragon-outbox/outbox-relay/internal/pgutil"
 )
 
-// loadConfig reads the environment, then parses flags over it. extra may
-// register command-specific flags.
+// loadConfig reads the environment, then parses flags over it: the flags of
+// the settings the command uses (config.CommandGroups) and its own, which
+// extra may register. Flags of other settings still work, with a warning.
 func loadConfig(name string, args []string, stderr io.Writer, extra func(fs *flag.FlagSet)) (config.Config, *flag.FlagSet, error) {
-	cfg, envErr := config.FromEnv(os.Getenv)
+	cfg, envErr := config.FromEnvFor(name, os.Getenv)
 	fs := flag.NewFlagSet("outbox-relay "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg.BindFlags(fs)
+	flags := cfg.CommandFlags(name, fs)
 	if extra != nil {
 		extra(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	warnings, err := flags.Parse(args)
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "outbox-relay %s: warning: %s\n", name, w)
+	}
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, fs, err
 		}
@@ -62,7 +67,7 @@ func openPoolWith(ctx context.Context, cfg config.Config, o pgutil.PoolOptions) 
 		return nil, err
 	}
 	if _, err := pgxpool.ParseConfig(cfg.DatabaseURL); err != nil {
-		return nil, errors.New("DATABASE_URL does not parse as a Postgres connection string")
+		return nil, config.DatabaseURLError(cfg.DatabaseURL, err)
 	}
 	// NoJIT: the relay's statements are short and run thousands of times a
 	// second; with a large backlog the planner's row estimates cross

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -45,7 +46,11 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		envErr = err // a RELAY_* value that does not parse: reported below
+		envErr = err // a value that does not parse: reported below
+	}
+	// The relay settings check covers every variable, not only doctor's own.
+	if _, err := config.FromEnv(os.Getenv); err != nil {
+		envErr = err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: doctor takes no arguments", errUsage)

@@ -100,7 +100,7 @@ func purgeLoop(ctx context.Context, pool *pgxpool.Pool, cfg config.Config, log *
 			return
 		case <-t.C:
 		}
-		n, err := operator.Purge(ctx, pool, delivered, dead, 500)
+		n, err := operator.Purge(ctx, pool, delivered, dead, config.DefaultPurgeBatch)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("retention purge failed", slog.Any("error", err), slog.Int64("deleted", n))
 		} else if n > 0 {

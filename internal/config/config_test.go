@@ -108,10 +108,10 @@ func TestFromEnvDefaults(t *testing.T) {
 		LogLevel:        "info",
 		AdminAddr:       ":9090",
 		StartupTimeout:  time.Minute,
-		LockTimeout:     5 * time.Second,
 		RetainDelivered: 7 * 24 * time.Hour,
 		RetainDead:      30 * 24 * time.Hour,
 		PurgeInterval:   10 * time.Minute,
+		LockTimeout:     5 * time.Second,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults = %+v\nwant       %+v", c, want)

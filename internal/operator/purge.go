@@ -6,17 +6,20 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paragon-outbox/outbox-relay/internal/config"
 )
 
-// Purge defaults.
+// Purge defaults: the settings' defaults, declared in package config.
 const (
-	// DefaultDeliveredAge: delivered events are kept 7 days after delivery.
-	DefaultDeliveredAge = 7 * 24 * time.Hour
+	// DefaultDeliveredAge: delivered events are kept 7 days after delivery
+	// (RELAY_RETAIN_DELIVERED).
+	DefaultDeliveredAge = config.DefaultRetainDelivered
 	// DefaultDeadAge: dead events are kept 30 days after they were written,
-	// long enough to find and re-drive them.
-	DefaultDeadAge = 30 * 24 * time.Hour
-	// DefaultPurgeBatch is how many rows one delete statement removes.
-	DefaultPurgeBatch = 1000
+	// long enough to find and re-drive them (RELAY_RETAIN_DEAD).
+	DefaultDeadAge = config.DefaultRetainDead
+	// DefaultPurgeBatch is how many rows one delete statement removes (500).
+	DefaultPurgeBatch = config.DefaultPurgeBatch
 )
 
 // qPurgeDelivered deletes up to $2 delivered events delivered more than $1
@@ -110,7 +113,7 @@ func purgeArgs(deliveredOlderThan, deadOlderThan time.Duration, batch int) (time
 // and transaction, and goes on until a batch comes back smaller than batch
 // (so it finishes even while new rows age in). Zero arguments take the
 // defaults: DefaultDeliveredAge (7 days), DefaultDeadAge (30 days),
-// DefaultPurgeBatch (1000); negative ones are an error. It returns how many
+// DefaultPurgeBatch (500); negative ones are an error. It returns how many
 // events it deleted, including those deleted before an error or a
 // cancelled ctx stopped it.
 func Purge(ctx context.Context, pool *pgxpool.Pool, deliveredOlderThan, deadOlderThan time.Duration, batch int) (deleted int64, err error) {

@@ -19,6 +19,16 @@ import (
 // DefaultBaseURL is Paragon's cloud API (CONTRACT.md; Paragon's docs).
 const DefaultBaseURL = "https://api.useparagon.com"
 
+// Client defaults, used for zero ClientConfig fields (package config's
+// RELAY_SEND_TIMEOUT, RELAY_CONCURRENCY, RELAY_MAX_PAYLOAD_BYTES and
+// RELAY_MAX_RETRY_AFTER default to these).
+const (
+	DefaultTimeout         = 10 * time.Second // one HTTP exchange
+	DefaultMaxConns        = 64               // keep-alive connections
+	DefaultMaxPayloadBytes = 1 << 20          // larger payloads are refused unsent
+	DefaultMaxRetryAfter   = time.Hour        // cap on a Retry-After
+)
+
 // Outcome says what the relay must do with an event after one attempt.
 type Outcome int
 
@@ -118,16 +128,16 @@ func NewClient(c ClientConfig) (*Client, error) {
 		return nil, errors.New("paragon: client needs Tokens")
 	}
 	if c.Timeout == 0 {
-		c.Timeout = 10 * time.Second
+		c.Timeout = DefaultTimeout
 	}
 	if c.MaxConns == 0 {
-		c.MaxConns = 64
+		c.MaxConns = DefaultMaxConns
 	}
 	if c.MaxPayloadBytes == 0 {
-		c.MaxPayloadBytes = 1 << 20
+		c.MaxPayloadBytes = DefaultMaxPayloadBytes
 	}
 	if c.MaxRetryAfter == 0 {
-		c.MaxRetryAfter = time.Hour
+		c.MaxRetryAfter = DefaultMaxRetryAfter
 	}
 	if c.Now == nil {
 		c.Now = time.Now

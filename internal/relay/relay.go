@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/paragon-outbox/outbox-relay/internal/config"
 	"github.com/paragon-outbox/outbox-relay/internal/outbox"
 	"github.com/paragon-outbox/outbox-relay/internal/paragon"
 )
@@ -64,32 +65,32 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.Concurrency <= 0 {
-		c.Concurrency = 64
+		c.Concurrency = config.DefaultConcurrency
 	}
 	if c.BatchSize <= 0 {
-		c.BatchSize = 500
+		c.BatchSize = config.DefaultBatchSize
 	}
 	if c.PollInterval <= 0 {
-		c.PollInterval = 250 * time.Millisecond
+		c.PollInterval = config.DefaultPollInterval
 	}
 	if c.MinPollInterval <= 0 {
-		c.MinPollInterval = 5 * time.Millisecond
+		c.MinPollInterval = config.DefaultMinPollInterval
 	}
 	c.MinPollInterval = min(c.MinPollInterval, c.PollInterval)
 	if c.Lease <= 0 {
-		c.Lease = 2 * time.Minute
+		c.Lease = config.DefaultLease
 	}
 	if c.ShutdownGrace < 0 {
 		c.ShutdownGrace = 0
 	}
 	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 25
+		c.MaxAttempts = config.DefaultMaxAttempts
 	}
 	if c.BackoffBase <= 0 {
-		c.BackoffBase = time.Second
+		c.BackoffBase = config.DefaultBackoffBase
 	}
 	if c.BackoffMax <= 0 {
-		c.BackoffMax = 10 * time.Minute
+		c.BackoffMax = config.DefaultBackoffMax
 	}
 	if c.RescueInterval <= 0 {
 		c.RescueInterval = max(c.Lease/4, time.Second)
