@@ -93,7 +93,7 @@ func fieldErr(envVar, raw, reason string, cause error) *FieldError {
 // invalid") with every password masked: the connection string itself never
 // appears, only RedactURL of it.
 func DatabaseURLError(connString string, err error) *FieldError {
-	reason := "does not parse as a Postgres connection string (postgres://user:password@host:5432/db?sslmode=... or key=value form)"
+	reason := "does not parse as a Postgres connection string (a postgres:// URL or the key=value form)"
 	var pce *pgconn.ParseConfigError
 	if errors.As(err, &pce) {
 		// pgx's text is "cannot parse `<redacted>`: <what> (<cause>)":

@@ -223,7 +223,7 @@ func ParseEnv(dst any, getenv func(string) string) (warnings []string, err error
 	return warnings, errors.Join(errs...)
 }
 
-// Defaults returns the settings struct T with every envDefault applied.
+// DefaultsOf returns the settings struct T with every envDefault applied.
 // It panics if a default does not parse (a declaration error).
 func DefaultsOf[T any]() T {
 	var t T

@@ -21,11 +21,13 @@ func blocks() map[string]string {
 	}
 }
 
+// readme is rewritten in place; run from the repository root.
+const readme = "README.md"
+
 func main() {
-	path := flag.String("readme", "README.md", "file to rewrite")
 	check := flag.Bool("check", false, "only check that the file is current")
 	flag.Parse()
-	old, err := os.ReadFile(*path)
+	old, err := os.ReadFile(readme)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "configdoc:", err)
 		os.Exit(1)
@@ -33,7 +35,7 @@ func main() {
 	doc := string(old)
 	for name, content := range blocks() {
 		if doc, err = config.ReplaceBlock(doc, name, content); err != nil {
-			fmt.Fprintf(os.Stderr, "configdoc: %s: %v\n", *path, err)
+			fmt.Fprintf(os.Stderr, "configdoc: %s: %v\n", readme, err)
 			os.Exit(1)
 		}
 	}
@@ -41,10 +43,15 @@ func main() {
 		return
 	}
 	if *check {
-		fmt.Fprintf(os.Stderr, "configdoc: %s is out of date: run make config-docs\n", *path)
+		fmt.Fprintf(os.Stderr, "configdoc: %s is out of date: run make config-docs\n", readme)
 		os.Exit(1)
 	}
-	if err := os.WriteFile(*path, []byte(doc), 0o644); err != nil {
+	st, err := os.Stat(readme)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "configdoc:", err)
+		os.Exit(1)
+	}
+	if err := os.WriteFile(readme, []byte(doc), st.Mode().Perm()); err != nil { //nolint:gosec // G703: a constant path, the README rewritten in place
 		fmt.Fprintln(os.Stderr, "configdoc:", err)
 		os.Exit(1)
 	}
