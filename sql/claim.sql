@@ -34,6 +34,16 @@
 -- * Only partial indexes on pending rows are read: delivered and dead rows,
 --   however many, cost nothing.
 -- * Times come from the database clock (now()), never from the relay's.
+-- * Per-key ordering: an event with an ordering key is taken only when no
+--   earlier event (lower id) of its key is undelivered: waiting, pending
+--   (due or in backoff), in flight or dead. Ids of one key are in commit
+--   order (outbox_enqueue's advisory lock, the row locks of the app's
+--   rows for trigger events), and an earlier event is committed, hence
+--   visible to this statement, before a later one is. Normally a pending
+--   keyed event is already its key's head (later ones are 'waiting', in no
+--   pending index); the check is one probe of outbox_key_undelivered and
+--   is what the guarantee rests on (stale snapshots of REPEATABLE READ
+--   writers, forced re-drives). Unkeyed events skip it.
 WITH RECURSIVE users (user_id, n) AS (
   (SELECT user_id, 1
    FROM outbox
@@ -57,6 +67,10 @@ fair AS MATERIALIZED (
     SELECT o.id
     FROM outbox AS o
     WHERE o.status = 'pending' AND o.user_id = u.user_id AND o.next_attempt_at <= now()
+      AND (o.ordering_key IS NULL OR NOT EXISTS (
+             SELECT 1 FROM outbox AS e
+             WHERE e.ordering_key = o.ordering_key AND e.id < o.id
+               AND e.status IN ('waiting', 'pending', 'in_flight', 'dead')))
     ORDER BY o.next_attempt_at, o.id
     LIMIT $6
     FOR UPDATE SKIP LOCKED
@@ -69,6 +83,10 @@ fill AS MATERIALIZED (
   FROM outbox
   WHERE status = 'pending' AND next_attempt_at <= now()
     AND id <> ALL (ARRAY(SELECT id FROM fair))
+    AND (ordering_key IS NULL OR NOT EXISTS (
+           SELECT 1 FROM outbox AS e
+           WHERE e.ordering_key = outbox.ordering_key AND e.id < outbox.id
+             AND e.status IN ('waiting', 'pending', 'in_flight', 'dead')))
   ORDER BY next_attempt_at, id
   LIMIT greatest($2 - (SELECT count(*) FROM fair), 0)
   FOR UPDATE SKIP LOCKED

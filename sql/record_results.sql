@@ -47,7 +47,28 @@ moved AS (
     AND o.attempts = r.attempt
     AND ((o.status = 'in_flight' AND o.lease_owner = $1)
          OR (o.status = 'pending' AND o.attempts_base < o.attempts))
-  RETURNING o.id
+  RETURNING o.id, o.status, o.ordering_key
+),
+-- promoted: when an event with an ordering key is delivered, the next
+-- undelivered event of its key, if it is waiting, becomes pending (due
+-- now). This statement's snapshot still shows the delivered event in
+-- flight, hence "n.id > m.id". A waiting event whose writer committed
+-- after this statement's snapshot is promoted by the relay's sweep
+-- (promote_waiting.sql). Promoting too early is harmless: the claim
+-- re-checks that no earlier event of the key is undelivered.
+promoted AS (
+  UPDATE outbox AS w
+  SET status = 'pending', next_attempt_at = now()
+  WHERE w.id = ANY (ARRAY(
+          SELECT (SELECT n.id
+                  FROM outbox AS n
+                  WHERE n.ordering_key = m.ordering_key AND n.id > m.id
+                    AND n.status IN ('waiting', 'pending', 'in_flight', 'dead')
+                  ORDER BY n.id
+                  LIMIT 1)
+          FROM moved AS m
+          WHERE m.ordering_key IS NOT NULL AND m.status = 'delivered'))
+    AND w.status = 'waiting'
 ),
 logged AS (
   INSERT INTO outbox_attempts (outbox_id, attempt, relay_id, started_at, finished_at, http_status, error)

@@ -129,14 +129,24 @@ BEGIN
       USING HINT = 'Run `outbox-relay migrate up` first, and run this script with the search_path the migrations used.';
   END IF;
 
+<<<<<<< HEAD
   objs := format('%1$I.leads, %1$I.outbox, %1$I.outbox_attempts, %1$I.outbox_redrives, %1$I.outbox_delivery_status, %1$I.goose_db_version, %1$I.outbox_relays', s);
+=======
+  objs := format('%1$I.leads, %1$I.outbox, %1$I.outbox_attempts, %1$I.outbox_redrives, %1$I.outbox_delivery_status, %1$I.goose_db_version, %1$I.outbox_settings', s);
+>>>>>>> 206a9e6 (Per-key ordering, Lead Updated/Deleted, outbox_enqueue, outbox_attach/detach, skip and forced re-drive)
   EXECUTE format('REVOKE ALL ON TABLE %s FROM outbox_app, outbox_relay, outbox_operator, outbox_operator_write', objs);
+  EXECUTE format('REVOKE ALL ON FUNCTION %1$I.outbox_enqueue(text, text, jsonb, text), %1$I.outbox_attach(regclass, text, text), %1$I.outbox_detach(regclass)
+                  FROM outbox_app, outbox_relay, outbox_operator, outbox_operator_write', s);
 
   EXECUTE format('GRANT CONNECT ON DATABASE %I TO outbox_app, outbox_relay, outbox_operator', pg_catalog.current_database());
   EXECUTE format('GRANT USAGE ON SCHEMA %I TO outbox_app, outbox_relay, outbox_operator', s);
 
-  -- outbox_app: the leads table, nothing else.
+  -- outbox_app: the leads table, and outbox_enqueue() to send any App
+  -- Event from its own transactions (SECURITY DEFINER: it writes the
+  -- outbox row as its owner, the app needs nothing on outbox). Never
+  -- outbox_attach()/outbox_detach(): the owner of a table attaches it.
   EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.leads TO outbox_app', s);
+  EXECUTE format('GRANT EXECUTE ON FUNCTION %I.outbox_enqueue(text, text, jsonb, text) TO outbox_app', s);
 
   -- outbox_relay. Columns it sets: claim.sql (status, attempts, lease_owner,
   -- claimed_at, lease_expires_at), record_results.sql (status, delivered_at,
@@ -155,16 +165,27 @@ BEGIN
   EXECUTE format('GRANT SELECT, INSERT, DELETE ON %I.outbox_attempts TO outbox_relay', s);
   EXECUTE format('GRANT UPDATE (relay_id, finished_at, http_status, error) ON %I.outbox_attempts TO outbox_relay', s);
   EXECUTE format('GRANT SELECT ON %I.goose_db_version TO outbox_relay', s);
+<<<<<<< HEAD
   -- Heartbeats (internal/heartbeat): each relay upserts its own row, marks
   -- it stopped at shutdown and deletes rows not seen for a day.
   EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.outbox_relays TO outbox_relay', s);
 
   -- outbox_operator: read-only.
   EXECUTE format('GRANT SELECT ON %I.outbox, %I.outbox_attempts, %I.outbox_redrives, %I.outbox_delivery_status, %I.goose_db_version, %I.outbox_relays TO outbox_operator', s, s, s, s, s, s);
+=======
+  -- outbox_settings: the relay reads max_payload_bytes.
+  EXECUTE format('GRANT SELECT ON %I.outbox_settings TO outbox_relay', s);
+
+  -- outbox_operator: read-only.
+  EXECUTE format('GRANT SELECT ON %I.outbox, %I.outbox_attempts, %I.outbox_redrives, %I.outbox_delivery_status, %I.goose_db_version, %I.outbox_settings TO outbox_operator', s, s, s, s, s, s);
+>>>>>>> 206a9e6 (Per-key ordering, Lead Updated/Deleted, outbox_enqueue, outbox_attach/detach, skip and forced re-drive)
 
   -- outbox_operator_write: re-drive (internal/operator.Redrive sets status,
   -- next_attempt_at, attempts_base, last_error, last_http_status and logs
   -- to outbox_redrives) and purge (DELETE; re-drives go by cascade).
+  -- Skip (release an ordering key: the dead head becomes 'skipped', the
+  -- next waiting event of the key pending) sets status and next_attempt_at
+  -- and logs to outbox_redrives too: no further grant.
   EXECUTE format('GRANT UPDATE (status, next_attempt_at, attempts_base, last_error, last_http_status), DELETE ON %I.outbox TO outbox_operator_write', s);
   EXECUTE format('GRANT INSERT ON %I.outbox_redrives TO outbox_operator_write', s);
   EXECUTE format('GRANT DELETE ON %I.outbox_attempts TO outbox_operator_write', s);

@@ -56,12 +56,14 @@ SELECT count(*) FROM gone`
 // qPurgeDead is qPurgeDelivered for dead events written (created_at) more
 // than $1 milliseconds ago, on the partial index outbox_dead_created_at. A
 // dead event re-driven meanwhile is pending when the lock re-checks it, and
-// is skipped.
+// is skipped. A dead event with an ordering key is never purged: it blocks
+// its key (the events behind it wait for it), now or when the next event of
+// the key is written; release the key first (Skip), or re-drive it.
 const qPurgeDead = `
 WITH doomed AS MATERIALIZED (
   SELECT id
   FROM outbox
-  WHERE status = 'dead'
+  WHERE status = 'dead' AND ordering_key IS NULL
     AND created_at < now() - $1::bigint * interval '1 millisecond'
   ORDER BY created_at
   LIMIT $2
@@ -85,7 +87,7 @@ SELECT
   (SELECT count(*) FROM outbox
    WHERE status = 'delivered' AND delivered_at < now() - $1::bigint * interval '1 millisecond'),
   (SELECT count(*) FROM outbox
-   WHERE status = 'dead' AND created_at < now() - $2::bigint * interval '1 millisecond')`
+   WHERE status = 'dead' AND ordering_key IS NULL AND created_at < now() - $2::bigint * interval '1 millisecond')`
 
 // purgeArgs applies the documented defaults.
 func purgeArgs(deliveredOlderThan, deadOlderThan time.Duration, batch int) (time.Duration, time.Duration, int, error) {

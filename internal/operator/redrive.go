@@ -46,6 +46,12 @@ type Filter struct {
 	// All allows an otherwise empty filter to select every dead event.
 	// With other fields set it changes nothing.
 	All bool
+	// Force also re-drives the skipped events among IDs (events an
+	// operator released with Skip). Their ordering key has moved on: later
+	// events of the key may already have been sent, so re-sending one is
+	// out of order; each is recorded in outbox_redrives with forced = true.
+	// Without Force, skipped events are left untouched.
+	Force bool
 }
 
 // Empty reports whether f has no condition (All aside).
@@ -102,7 +108,7 @@ type Result struct {
 // dead rows only (partial index outbox_dead; dead rows are few, so even the
 // generic plan of a prepared statement is cheap).
 const redriveFilter = `
-WHERE o.status = 'dead'
+WHERE (o.status = 'dead' OR (o.status = 'skipped' AND $11::bool AND $1::bigint[] IS NOT NULL AND o.id = ANY($1::bigint[])))
   AND ($1::bigint[] IS NULL OR o.id = ANY($1::bigint[]))
   AND ($2::text IS NULL OR o.user_id = $2::text)
   AND ($3::text IS NULL OR o.last_error ILIKE $3::text)
@@ -131,7 +137,7 @@ WHERE o.status = 'dead'
 //   - logged inserts the history rows; data-modifying CTEs always run.
 const qRedrive = `
 WITH target AS MATERIALIZED (
-  SELECT o.id, o.user_id, o.attempts, o.last_error, o.last_http_status
+  SELECT o.id, o.user_id, o.attempts, o.last_error, o.last_http_status, o.status
   FROM outbox AS o` + redriveFilter + `
   ORDER BY o.id
   FOR UPDATE OF o
@@ -144,13 +150,13 @@ moved AS (
       last_error       = NULL,
       last_http_status = NULL
   FROM target AS t
-  WHERE o.id = t.id AND o.status = 'dead'
-  RETURNING o.id, t.user_id, t.attempts, t.last_error, t.last_http_status
+  WHERE o.id = t.id AND o.status = t.status
+  RETURNING o.id, t.user_id, t.attempts, t.last_error, t.last_http_status, t.status
 ),
 logged AS (
   INSERT INTO outbox_redrives (outbox_id, redriven_by, reason, previous_status,
-                               previous_attempts, previous_last_error, previous_last_http_status)
-  SELECT id, $9::text, $10::text, 'dead', attempts, last_error, last_http_status
+                               previous_attempts, previous_last_error, previous_last_http_status, forced)
+  SELECT id, $9::text, $10::text, status, attempts, last_error, last_http_status, status = 'skipped'
   FROM moved
 )
 SELECT id, user_id, attempts, last_error, last_http_status
@@ -162,6 +168,7 @@ ORDER BY id`
 const qRedriveDryRun = `
 SELECT o.id, o.user_id, o.attempts, o.last_error, o.last_http_status
 FROM outbox AS o` + redriveFilter + `
+  AND $9::text IS NULL AND $10::text IS NULL -- unused (NULL), typed so that $11 is Force as in qRedrive
 ORDER BY o.id`
 
 // likeContains returns an ILIKE pattern matching s anywhere, literally: the
@@ -226,9 +233,9 @@ func Redrive(ctx context.Context, pool *pgxpool.Pool, f Filter, by, reason strin
 	var rows pgx.Rows
 	var err error
 	if dryRun {
-		rows, err = pool.Query(ctx, qRedriveDryRun, ids, user, pattern, since, name, lead, from, before)
+		rows, err = pool.Query(ctx, qRedriveDryRun, ids, user, pattern, since, name, lead, from, before, nil, nil, f.Force)
 	} else {
-		rows, err = pool.Query(ctx, qRedrive, ids, user, pattern, since, name, lead, from, before, by, why)
+		rows, err = pool.Query(ctx, qRedrive, ids, user, pattern, since, name, lead, from, before, by, why, f.Force)
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("redrive: %w", err)

@@ -26,6 +26,12 @@ const (
 	StatusInFlight  = "in_flight"
 	StatusDelivered = "delivered"
 	StatusDead      = "dead"
+	// StatusWaiting: a keyed event behind an undelivered earlier event of
+	// its ordering key; never claimed until promoted to pending.
+	StatusWaiting = "waiting"
+	// StatusSkipped: a dead event an operator released so that its key's
+	// later events go out; terminal.
+	StatusSkipped = "skipped"
 )
 
 // Event is one claimed outbox row.
@@ -41,6 +47,11 @@ type Event struct {
 	// of attempts spent since, which RELAY_MAX_ATTEMPTS limits.
 	AttemptsBase int32
 	CreatedAt    time.Time // when the event was written
+	// LeaseFrom is this process's clock just before the claim statement
+	// was sent: the lease in the database ends no earlier than LeaseFrom +
+	// the lease length, so a send finished before then cannot overlap a
+	// re-send after lease rescue.
+	LeaseFrom time.Time
 }
 
 // Outcome is what a finished attempt did to its row.
@@ -102,6 +113,7 @@ var (
 	qExtendLeases = relaysql.Query("extend_leases")
 	qRescue       = relaysql.Query("rescue_expired")
 	qGauges       = relaysql.Query("gauges")
+	qPromote      = relaysql.Query("promote_waiting")
 )
 
 // Gauges are backlog figures for metrics.
@@ -132,6 +144,7 @@ func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time
 	s.mu.Lock()
 	after := s.cursor
 	s.mu.Unlock()
+	leaseFrom := time.Now()
 	rows, err := s.pool.Query(ctx, qClaim, relayID, limit, lease.Milliseconds(), after, s.FairUsers, s.FairPerUser)
 	if err != nil {
 		return nil, fmt.Errorf("claim outbox rows: %w", err)
@@ -152,6 +165,7 @@ func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time
 			lastFair = max(lastFair, e.UserID)
 		}
 		e.Payload = []byte(payload)
+		e.LeaseFrom = leaseFrom
 		evs = append(evs, e)
 	}
 	if err := rows.Err(); err != nil {
@@ -242,16 +256,27 @@ func (s *Store) Release(ctx context.Context, relayID string, held []Held) (int64
 // ExtendLeases sets the lease of the given rows, still held by relayID, to
 // expire lease from now (database clock). Returns how many it extended.
 func (s *Store) ExtendLeases(ctx context.Context, relayID string, ids []int64, lease time.Duration) (int64, error) {
+	ext, err := s.ExtendLeasesOf(ctx, relayID, ids, lease)
+	return int64(len(ext)), err
+}
+
+// ExtendLeasesOf is ExtendLeases returning the ids whose lease it extended;
+// the others are no longer held by relayID (rescued, recorded, re-driven).
+func (s *Store) ExtendLeasesOf(ctx context.Context, relayID string, ids []int64, lease time.Duration) ([]int64, error) {
 	if len(ids) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	tag, err := s.pool.Exec(ctx, qExtendLeases, relayID, ids, lease.Milliseconds())
+	rows, err := s.pool.Query(ctx, qExtendLeases, relayID, ids, lease.Milliseconds())
 	if err != nil {
-		return 0, fmt.Errorf("extend leases: %w", err)
+		return nil, fmt.Errorf("extend leases: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	ext, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("extend leases: %w", err)
+	}
+	return ext, nil
 }
 
 // RescueExpired makes up to limit rows whose lease expired claimable again
@@ -269,4 +294,22 @@ func (s *Store) RescueExpired(ctx context.Context, limit int, maxAttempts int) (
 		return nil, fmt.Errorf("rescue expired leases: %w", err)
 	}
 	return ids, nil
+}
+
+// PromoteWaiting runs one step of the promotion sweep (sql/promote_waiting.sql):
+// it visits up to limit ordering keys after cursor ("" = from the first) and
+// makes pending each key's first undelivered event if it is waiting. It
+// returns how many events it promoted and the cursor for the next step: ""
+// once it visited fewer than limit keys (the pass is complete).
+func (s *Store) PromoteWaiting(ctx context.Context, cursor string, limit int) (promoted int64, next string, err error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var visited int64
+	if err := s.pool.QueryRow(ctx, qPromote, cursor, limit).Scan(&promoted, &visited, &next); err != nil {
+		return 0, cursor, fmt.Errorf("promote waiting events: %w", err)
+	}
+	if visited < int64(limit) {
+		next = ""
+	}
+	return promoted, next, nil
 }

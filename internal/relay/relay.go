@@ -61,6 +61,12 @@ type Config struct {
 	Metrics *Metrics
 	// GaugeInterval is how often backlog gauges are read; default 10s.
 	GaugeInterval time.Duration
+	// PromoteInterval is how often the relay sweeps ordering keys for
+	// waiting events whose earlier events are all delivered or skipped
+	// (outbox.Store.PromoteWaiting, up to PromoteKeys keys per step);
+	// default 1s and 1000 keys.
+	PromoteInterval time.Duration
+	PromoteKeys     int
 }
 
 func (c *Config) setDefaults() {
@@ -107,6 +113,12 @@ func (c *Config) setDefaults() {
 	if c.GaugeInterval <= 0 {
 		c.GaugeInterval = 10 * time.Second
 	}
+	if c.PromoteInterval <= 0 {
+		c.PromoteInterval = time.Second
+	}
+	if c.PromoteKeys <= 0 {
+		c.PromoteKeys = 1000
+	}
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
 	}
@@ -134,8 +146,12 @@ type Relay struct {
 	breaker *breaker
 	m       *Metrics
 
-	mu          sync.Mutex
-	held        map[int64]int32 // claimed rows not yet recorded: id -> attempt
+	mu   sync.Mutex
+	held map[int64]int32 // claimed rows not yet recorded: id -> attempt
+	// leaseFrom: for each held row, this process's clock just before the
+	// claim or the last extension of its lease was sent; its lease in the
+	// database ends no earlier than leaseFrom + Lease.
+	leaseFrom   map[int64]time.Time
 	outstanding int
 	freed       chan struct{} // signalled when outstanding drops
 
@@ -157,14 +173,15 @@ func New(store *outbox.Store, sender Sender, cfg Config, log *slog.Logger) (*Rel
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Relay{
-		cfg:     cfg,
-		store:   store,
-		sender:  sender,
-		log:     log.With(slog.String("component", "relay"), slog.String("relay_id", cfg.RelayID)),
-		held:    make(map[int64]int32),
-		freed:   make(chan struct{}, 1),
-		breaker: newBreaker(cfg.BreakerThreshold, cfg.BreakerMinCooldown, cfg.BreakerMaxCooldown),
-		m:       cfg.Metrics,
+		cfg:       cfg,
+		store:     store,
+		sender:    sender,
+		log:       log.With(slog.String("component", "relay"), slog.String("relay_id", cfg.RelayID)),
+		held:      make(map[int64]int32),
+		leaseFrom: make(map[int64]time.Time),
+		freed:     make(chan struct{}, 1),
+		breaker:   newBreaker(cfg.BreakerThreshold, cfg.BreakerMinCooldown, cfg.BreakerMaxCooldown),
+		m:         cfg.Metrics,
 	}
 	if cfg.RateLimit > 0 {
 		// A small burst (1% of a second's worth) keeps every one-second
@@ -229,8 +246,9 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	upkeepCtx, stopUpkeep := context.WithCancel(bg)
 	var upkeep sync.WaitGroup
-	upkeep.Add(3)
+	upkeep.Add(4)
 	go func() { defer upkeep.Done(); r.leaseLoop(upkeepCtx) }()
+	go func() { defer upkeep.Done(); r.promoteLoop(upkeepCtx) }()
 	go func() { defer upkeep.Done(); r.gaugeLoop(upkeepCtx) }()
 	go func() { defer upkeep.Done(); r.rescueLoop(upkeepCtx) }()
 
@@ -312,6 +330,7 @@ func (r *Relay) forget(ids []int64) {
 	for _, id := range ids {
 		if _, ok := r.held[id]; ok {
 			delete(r.held, id)
+			delete(r.leaseFrom, id)
 			r.outstanding--
 		}
 	}
@@ -380,6 +399,7 @@ func (r *Relay) claimLoop(ctx, bg context.Context, work chan<- outbox.Event) {
 			r.mu.Lock()
 			for _, e := range evs {
 				r.held[e.ID] = e.Attempt
+				r.leaseFrom[e.ID] = e.LeaseFrom
 			}
 			r.outstanding += len(evs)
 			r.mu.Unlock()
@@ -444,7 +464,10 @@ func (r *Relay) sendLoop(ctx context.Context, stop <-chan struct{}, work <-chan 
 				continue
 			}
 		}
-		res := r.sender.Send(ctx, paragon.Event{Name: ev.Name, UserID: ev.UserID, Payload: ev.Payload})
+		res, sent := r.sendWithinLease(ctx, ev)
+		if !sent {
+			continue
+		}
 		if res.Status != 0 || res.Outcome != paragon.Rejected {
 			r.m.AttemptSeconds.Observe(res.Finished.Sub(res.Started).Seconds())
 		}
@@ -455,6 +478,57 @@ func (r *Relay) sendLoop(ctx context.Context, stop <-chan struct{}, work <-chan 
 		}
 		results <- r.decide(ev, res)
 	}
+}
+
+// leaseEnd is when ev's lease may end at the earliest, on this process's
+// clock (zero when the row is no longer held).
+func (r *Relay) leaseEnd(id int64) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	from, ok := r.leaseFrom[id]
+	if !ok {
+		return time.Time{}
+	}
+	return from.Add(r.cfg.Lease)
+}
+
+// sendWithinLease sends ev only while this relay's lease on it lasts, and
+// cancels the request if the lease may end before the answer (the lease
+// extender moves the end while the relay can reach the database). After
+// the lease the row may be rescued and re-sent by another relay: a copy of
+// an earlier event of an ordering key must never reach Paragon after a
+// later event of the key did. The end is measured on this process's clock
+// from just before the claim or extension statement was sent, so it falls
+// before the lease's expiry in the database. A row whose lease already
+// ended is given back unsent (sent is false).
+func (r *Relay) sendWithinLease(ctx context.Context, ev outbox.Event) (res paragon.Result, sent bool) {
+	if !time.Now().Before(r.leaseEnd(ev.ID)) {
+		r.log.Warn("lease ended before the send: giving the event back unsent", slog.Int64("outbox_id", ev.ID))
+		r.release(context.WithoutCancel(ctx), []outbox.Held{{ID: ev.ID, Attempt: ev.Attempt}})
+		return res, false
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex
+	var timer *time.Timer
+	var watch func()
+	watch = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if d := time.Until(r.leaseEnd(ev.ID)); d > 0 {
+			timer = time.AfterFunc(d, watch)
+			return
+		}
+		cancel()
+	}
+	mu.Lock()
+	timer = time.AfterFunc(time.Until(r.leaseEnd(ev.ID)), watch)
+	mu.Unlock()
+	res = r.sender.Send(sctx, paragon.Event{Name: ev.Name, UserID: ev.UserID, Payload: ev.Payload})
+	mu.Lock()
+	timer.Stop()
+	mu.Unlock()
+	return res, true
 }
 
 // handBack releases ev, and the other rows waiting in work, without spending
@@ -647,7 +721,16 @@ func (r *Relay) leaseLoop(ctx context.Context) {
 			ids = append(ids, id)
 		}
 		r.mu.Unlock()
-		if _, err := r.store.ExtendLeases(ctx, r.cfg.RelayID, ids, r.cfg.Lease); err != nil && ctx.Err() == nil {
+		from := time.Now()
+		if ext, err := r.store.ExtendLeasesOf(ctx, r.cfg.RelayID, ids, r.cfg.Lease); err == nil {
+			r.mu.Lock()
+			for _, id := range ext {
+				if _, ok := r.leaseFrom[id]; ok {
+					r.leaseFrom[id] = from
+				}
+			}
+			r.mu.Unlock()
+		} else if ctx.Err() == nil {
 			r.m.DBErrors.WithLabelValues("extend_leases").Inc()
 			r.log.Warn("extend leases failed", slog.Int("rows", len(ids)), slog.Any("error", err))
 		}
@@ -672,6 +755,41 @@ func (r *Relay) gaugeLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// promoteLoop sweeps ordering keys every PromoteInterval for waiting events
+// that nothing blocks any more (see sql/promote_waiting.sql). Each tick
+// visits up to 10 × PromoteKeys keys and the next tick continues where it
+// stopped, so the sweep's cost per second is bounded however many keys
+// there are (a pass over K keys takes K / (10 × PromoteKeys) ticks).
+func (r *Relay) promoteLoop(ctx context.Context) {
+	t := time.NewTicker(r.cfg.PromoteInterval)
+	defer t.Stop()
+	cursor := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for range 10 {
+			n, next, err := r.store.PromoteWaiting(ctx, cursor, r.cfg.PromoteKeys)
+			if err != nil {
+				if ctx.Err() == nil {
+					r.m.DBErrors.WithLabelValues("promote_waiting").Inc()
+					r.log.Warn("promotion sweep of waiting events failed", slog.Any("error", err))
+				}
+				break
+			}
+			if n > 0 {
+				r.log.Debug("promoted waiting events", slog.Int64("events", n))
+			}
+			cursor = next
+			if next == "" {
+				break
+			}
 		}
 	}
 }
