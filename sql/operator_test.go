@@ -49,7 +49,7 @@ func TestSubstitute(t *testing.T) {
 
 // operatorQueries lists every operator query the tests run; a new file in
 // sql/operator must be added here with a test.
-var operatorQueries = []string{"backlog_by_user", "deliveries_per_minute", "failures_by_error", "lead_attempt_history", "stuck_in_flight"}
+var operatorQueries = []string{"backlog_by_user", "blocked_keys", "deliveries_per_minute", "failures_by_error", "lead_attempt_history", "stuck_in_flight"}
 
 // TestOperatorFilesAreDocumentedAndTested: each embedded file has a test in
 // this file, a header comment naming it, and names in that header every
@@ -395,4 +395,72 @@ func (i interval) String() string { return i.d().String() }
 
 func iv(d time.Duration) *interval {
 	return &interval{pgtype.Interval{Microseconds: d.Microseconds(), Valid: true}}
+}
+
+// TestBlockedKeys: key k1's first event is dead with two events behind it,
+// k2's dead event has nothing behind it (blocked for its next event), k3's
+// dead event is behind a pending one (not the head: k3 is not blocked by
+// it), k4 is flowing; unkeyed dead events are not keys.
+func TestBlockedKeys(t *testing.T) {
+	db := testdb.New(t)
+	ctx := context.Background()
+	enqueue := func(key string) int64 {
+		t.Helper()
+		var id int64
+		var k any
+		if key != "" {
+			k = key
+		}
+		var eid string
+		if err := db.Pool.QueryRow(ctx, `SELECT outbox_enqueue('Step', 'usr_' || coalesce($1, 'none'), '{}', $1)::text`, k).Scan(&eid); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Pool.QueryRow(ctx, `SELECT id FROM outbox WHERE event_id = $1::uuid`, eid).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	dead := func(id int64, ago time.Duration) {
+		t.Helper()
+		if _, err := db.Pool.Exec(ctx, `UPDATE outbox SET status = 'dead', attempts = 3, last_http_status = 422, last_error = 'rejected, not retried: 422',
+			created_at = now() - $2::bigint * interval '1 millisecond' WHERE id = $1`, id, ago.Milliseconds()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k1 := enqueue("k1")
+	enqueue("k1")
+	enqueue("k1")
+	k2 := enqueue("k2")
+	enqueue("k3")
+	k3b := enqueue("k3")
+	enqueue("k4")
+	u := enqueue("")
+	dead(k1, 2*time.Hour)
+	dead(k2, time.Hour)
+	dead(k3b, 3*time.Hour)
+	dead(u, 4*time.Hour)
+
+	type row struct {
+		OrderingKey    string
+		DeadHeadID     int64
+		EventName      string
+		UserID         string
+		Attempts       int32
+		LastHTTPStatus *int32
+		LastError      string
+		CreatedAt      time.Time
+		Waiting        int64
+		BlockedFor     interval
+	}
+	got := collect[row](t, runOperator(t, db.Pool, "blocked_keys", nil))
+	if len(got) != 2 {
+		t.Fatalf("rows %+v, want k1 then k2", got)
+	}
+	if g := got[0]; g.OrderingKey != "k1" || g.DeadHeadID != k1 || g.Waiting != 2 || g.UserID != "usr_k1" || g.Attempts != 3 ||
+		g.LastHTTPStatus == nil || *g.LastHTTPStatus != 422 || !near(g.BlockedFor.d(), 2*time.Hour, time.Minute) {
+		t.Errorf("k1: %+v", g)
+	}
+	if g := got[1]; g.OrderingKey != "k2" || g.DeadHeadID != k2 || g.Waiting != 0 || !near(g.BlockedFor.d(), time.Hour, time.Minute) {
+		t.Errorf("k2: %+v", g)
+	}
 }

@@ -56,15 +56,20 @@ SELECT count(*) FROM gone`
 // qPurgeDead is qPurgeDelivered for dead events written (created_at) more
 // than $1 milliseconds ago, on the partial index outbox_dead_created_at. A
 // dead event re-driven meanwhile is pending when the lock re-checks it, and
-// is skipped. A dead event with an ordering key is never purged: it blocks
-// its key (the events behind it wait for it), now or when the next event of
-// the key is written; release the key first (Skip), or re-drive it.
+// is skipped. A dead event that blocks its ordering key (a later event of
+// the key waits behind it) is never purged: release the key first (Skip),
+// or re-drive it. A dead event with nothing behind it is purged after the
+// retention like any other; its key then continues with its next event.
 const qPurgeDead = `
 WITH doomed AS MATERIALIZED (
   SELECT id
   FROM outbox
-  WHERE status = 'dead' AND ordering_key IS NULL
+  WHERE status = 'dead'
     AND created_at < now() - $1::bigint * interval '1 millisecond'
+    AND (ordering_key IS NULL OR NOT EXISTS (
+         SELECT 1 FROM outbox AS l
+         WHERE l.ordering_key = outbox.ordering_key AND l.id > outbox.id
+           AND l.status IN ('waiting', 'pending', 'in_flight', 'dead')))
   ORDER BY created_at
   LIMIT $2
   FOR UPDATE SKIP LOCKED
@@ -87,7 +92,11 @@ SELECT
   (SELECT count(*) FROM outbox
    WHERE status = 'delivered' AND delivered_at < now() - $1::bigint * interval '1 millisecond'),
   (SELECT count(*) FROM outbox
-   WHERE status = 'dead' AND ordering_key IS NULL AND created_at < now() - $2::bigint * interval '1 millisecond')`
+   WHERE status = 'dead' AND created_at < now() - $2::bigint * interval '1 millisecond'
+     AND (ordering_key IS NULL OR NOT EXISTS (
+         SELECT 1 FROM outbox AS l
+         WHERE l.ordering_key = outbox.ordering_key AND l.id > outbox.id
+           AND l.status IN ('waiting', 'pending', 'in_flight', 'dead'))))`
 
 // purgeArgs applies the documented defaults.
 func purgeArgs(deliveredOlderThan, deadOlderThan time.Duration, batch int) (time.Duration, time.Duration, int, error) {
