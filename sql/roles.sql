@@ -129,11 +129,7 @@ BEGIN
       USING HINT = 'Run `outbox-relay migrate up` first, and run this script with the search_path the migrations used.';
   END IF;
 
-<<<<<<< HEAD
-  objs := format('%1$I.leads, %1$I.outbox, %1$I.outbox_attempts, %1$I.outbox_redrives, %1$I.outbox_delivery_status, %1$I.goose_db_version, %1$I.outbox_relays', s);
-=======
-  objs := format('%1$I.leads, %1$I.outbox, %1$I.outbox_attempts, %1$I.outbox_redrives, %1$I.outbox_delivery_status, %1$I.goose_db_version, %1$I.outbox_settings', s);
->>>>>>> 206a9e6 (Per-key ordering, Lead Updated/Deleted, outbox_enqueue, outbox_attach/detach, skip and forced re-drive)
+  objs := format('%1$I.leads, %1$I.outbox, %1$I.outbox_attempts, %1$I.outbox_redrives, %1$I.outbox_delivery_status, %1$I.goose_db_version, %1$I.outbox_relays, %1$I.outbox_settings', s);
   EXECUTE format('REVOKE ALL ON TABLE %s FROM outbox_app, outbox_relay, outbox_operator, outbox_operator_write', objs);
   EXECUTE format('REVOKE ALL ON FUNCTION %1$I.outbox_enqueue(text, text, jsonb, text), %1$I.outbox_attach(regclass, text, text), %1$I.outbox_detach(regclass)
                   FROM outbox_app, outbox_relay, outbox_operator, outbox_operator_write', s);
@@ -165,20 +161,14 @@ BEGIN
   EXECUTE format('GRANT SELECT, INSERT, DELETE ON %I.outbox_attempts TO outbox_relay', s);
   EXECUTE format('GRANT UPDATE (relay_id, finished_at, http_status, error) ON %I.outbox_attempts TO outbox_relay', s);
   EXECUTE format('GRANT SELECT ON %I.goose_db_version TO outbox_relay', s);
-<<<<<<< HEAD
   -- Heartbeats (internal/heartbeat): each relay upserts its own row, marks
   -- it stopped at shutdown and deletes rows not seen for a day.
   EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.outbox_relays TO outbox_relay', s);
-
-  -- outbox_operator: read-only.
-  EXECUTE format('GRANT SELECT ON %I.outbox, %I.outbox_attempts, %I.outbox_redrives, %I.outbox_delivery_status, %I.goose_db_version, %I.outbox_relays TO outbox_operator', s, s, s, s, s, s);
-=======
   -- outbox_settings: the relay reads max_payload_bytes.
   EXECUTE format('GRANT SELECT ON %I.outbox_settings TO outbox_relay', s);
 
   -- outbox_operator: read-only.
-  EXECUTE format('GRANT SELECT ON %I.outbox, %I.outbox_attempts, %I.outbox_redrives, %I.outbox_delivery_status, %I.goose_db_version, %I.outbox_settings TO outbox_operator', s, s, s, s, s, s);
->>>>>>> 206a9e6 (Per-key ordering, Lead Updated/Deleted, outbox_enqueue, outbox_attach/detach, skip and forced re-drive)
+  EXECUTE format('GRANT SELECT ON %I.outbox, %I.outbox_attempts, %I.outbox_redrives, %I.outbox_delivery_status, %I.goose_db_version, %I.outbox_relays, %I.outbox_settings TO outbox_operator', s, s, s, s, s, s, s);
 
   -- outbox_operator_write: re-drive (internal/operator.Redrive sets status,
   -- next_attempt_at, attempts_base, last_error, last_http_status and logs
