@@ -161,42 +161,36 @@ $fn$;
 -- +goose StatementEnd
 
 -- +goose StatementBegin
--- lead_created_to_outbox: as in migration 00001, plus the ordering key
--- 'lead:<id>'. A new lead's key has no earlier event (unless an id is
--- reused after a delete, which the claim's check still orders), so the
--- event starts pending without a lookup.
+-- lead_created_to_outbox: as in migration 00007 (once per statement, over
+-- the transition table), plus the ordering key 'lead:<id>'. A new lead's
+-- key has no earlier event (unless an id is reused after a delete, which
+-- the claim's check still orders), so its event starts pending without a
+-- lookup.
 CREATE OR REPLACE FUNCTION lead_created_to_outbox() RETURNS trigger
 LANGUAGE plpgsql
 AS $fn$
-DECLARE
-  eid uuid := outbox_uuidv7();
 BEGIN
   INSERT INTO outbox (event_id, event_name, user_id, lead_id, ordering_key, payload)
-  VALUES (
-    eid,
-    'Lead Created',
-    NEW.owner_id,
-    NEW.id,
-    'lead:' || NEW.id,
+  SELECT n.eid, 'Lead Created', n.owner_id, n.id, 'lead:' || n.id,
     jsonb_strip_nulls(jsonb_build_object(
-      'eventId',           eid,
-      'leadId',            NEW.id,
-      'externalId',        nullif(NEW.external_id, ''),
-      'firstName',         nullif(NEW.first_name, ''),
-      'lastName',          nullif(NEW.last_name, ''),
-      'email',             nullif(NEW.email, ''),
-      'company',           nullif(NEW.company, ''),
-      'title',             nullif(NEW.title, ''),
-      'phone',             nullif(NEW.phone, ''),
-      'leadSource',        nullif(NEW.lead_source, ''),
-      'status',            nullif(NEW.status, ''),
-      'country',           nullif(NEW.country, ''),
-      'annualRevenue',     NEW.annual_revenue,
-      'numberOfEmployees', NEW.number_of_employees,
-      'description',       nullif(NEW.description, ''),
-      'createdAt',         to_char(NEW.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+      'eventId',           n.eid,
+      'leadId',            n.id,
+      'externalId',        nullif(n.external_id, ''),
+      'firstName',         nullif(n.first_name, ''),
+      'lastName',          nullif(n.last_name, ''),
+      'email',             nullif(n.email, ''),
+      'company',           nullif(n.company, ''),
+      'title',             nullif(n.title, ''),
+      'phone',             nullif(n.phone, ''),
+      'leadSource',        nullif(n.lead_source, ''),
+      'status',            nullif(n.status, ''),
+      'country',           nullif(n.country, ''),
+      'annualRevenue',     n.annual_revenue,
+      'numberOfEmployees', n.number_of_employees,
+      'description',       nullif(n.description, ''),
+      'createdAt',         to_char(n.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
     ))
-  );
+  FROM (SELECT l.*, outbox_uuidv7() AS eid FROM new_leads AS l OFFSET 0) AS n;
   RETURN NULL;
 END
 $fn$;
@@ -544,34 +538,28 @@ DROP TABLE outbox_settings;
 CREATE OR REPLACE FUNCTION lead_created_to_outbox() RETURNS trigger
 LANGUAGE plpgsql
 AS $fn$
-DECLARE
-  eid uuid := outbox_uuidv7();
 BEGIN
   INSERT INTO outbox (event_id, event_name, user_id, lead_id, payload)
-  VALUES (
-    eid,
-    'Lead Created',
-    NEW.owner_id,
-    NEW.id,
+  SELECT n.eid, 'Lead Created', n.owner_id, n.id,
     jsonb_strip_nulls(jsonb_build_object(
-      'eventId',           eid,
-      'leadId',            NEW.id,
-      'externalId',        nullif(NEW.external_id, ''),
-      'firstName',         nullif(NEW.first_name, ''),
-      'lastName',          nullif(NEW.last_name, ''),
-      'email',             nullif(NEW.email, ''),
-      'company',           nullif(NEW.company, ''),
-      'title',             nullif(NEW.title, ''),
-      'phone',             nullif(NEW.phone, ''),
-      'leadSource',        nullif(NEW.lead_source, ''),
-      'status',            nullif(NEW.status, ''),
-      'country',           nullif(NEW.country, ''),
-      'annualRevenue',     NEW.annual_revenue,
-      'numberOfEmployees', NEW.number_of_employees,
-      'description',       nullif(NEW.description, ''),
-      'createdAt',         to_char(NEW.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+      'eventId',           n.eid,
+      'leadId',            n.id,
+      'externalId',        nullif(n.external_id, ''),
+      'firstName',         nullif(n.first_name, ''),
+      'lastName',          nullif(n.last_name, ''),
+      'email',             nullif(n.email, ''),
+      'company',           nullif(n.company, ''),
+      'title',             nullif(n.title, ''),
+      'phone',             nullif(n.phone, ''),
+      'leadSource',        nullif(n.lead_source, ''),
+      'status',            nullif(n.status, ''),
+      'country',           nullif(n.country, ''),
+      'annualRevenue',     n.annual_revenue,
+      'numberOfEmployees', n.number_of_employees,
+      'description',       nullif(n.description, ''),
+      'createdAt',         to_char(n.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
     ))
-  );
+  FROM (SELECT l.*, outbox_uuidv7() AS eid FROM new_leads AS l OFFSET 0) AS n;
   RETURN NULL;
 END
 $fn$;
