@@ -20,8 +20,8 @@ func runPurge(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		dryRun                bool
 	)
 	cfg, fs, err := loadConfig("purge", args, stderr, func(fs *flag.FlagSet) {
-		fs.DurationVar(&deliveredAge, "delivered-age", 0, "delete delivered events delivered longer ago than this (default RELAY_RETAIN_DELIVERED, 168h)")
-		fs.DurationVar(&deadAge, "dead-age", 0, "delete dead events written longer ago than this (default RELAY_RETAIN_DEAD, 720h)")
+		fs.DurationVar(&deliveredAge, "delivered-age", 0, "delete delivered events delivered longer ago than this (default: -retain-delivered)")
+		fs.DurationVar(&deadAge, "dead-age", 0, "delete dead events written longer ago than this (default: -retain-dead)")
 		fs.IntVar(&batch, "batch", operator.DefaultPurgeBatch, "rows deleted per statement")
 		fs.BoolVar(&dryRun, "dry-run", false, "only count what would be deleted")
 	})

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -376,6 +377,17 @@ func TestValidateNamesEachProblem(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error does not contain %q:\n%v", tc.want, err)
+			}
+			// Typed: *FieldErrors, all for the first variable the message names.
+			errs := fieldErrors(t, err)
+			variable := regexp.MustCompile(`[A-Z][A-Z_]{3,}`).FindString(tc.want)
+			if tc.name == "lease < send timeout" {
+				variable = "RELAY_LEASE" // the message names the other one
+			}
+			for _, fe := range errs {
+				if fe.Var != variable {
+					t.Fatalf("error for %s (%v), want only %s", fe.Var, fe, variable)
+				}
 			}
 		})
 	}
