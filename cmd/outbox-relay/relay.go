@@ -78,7 +78,36 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 		}()
 	}
+	go watchPermanentFailure(ctx, pool, log, time.Minute)
 	return r.Run(ctx)
+}
+
+// watchPermanentFailure logs, once every interval while it lasts, that the
+// database refuses the relay's statements for a reason waiting cannot fix
+// (privileges revoked, schema dropped), with what to do. The relay keeps
+// running and retrying, /readyz fails meanwhile, and delivery resumes by
+// itself once the cause is fixed.
+func watchPermanentFailure(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, interval time.Duration) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var last time.Time
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := pgutil.PermanentFailure(pool)
+		switch {
+		case err != nil && time.Since(last) >= interval:
+			log.Error("the database refuses the relay's statements; delivery is stopped until this is fixed (the relay keeps retrying; /readyz fails)", slog.Any("error", err))
+			last, failing = time.Now(), true
+		case err == nil && failing:
+			log.Info("the database accepts the relay's statements again")
+			last, failing = time.Time{}, false
+		}
+	}
 }
 
 // purgeLoop applies retention every PurgeInterval, in small batches, so the

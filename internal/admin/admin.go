@@ -4,8 +4,10 @@
 //
 //	GET /metrics  Prometheus text format (prometheus/client_golang)
 //	GET /healthz  200 "ok" while the process serves HTTP (liveness)
-//	GET /readyz   200 "ready" when the database answers a ping within 2s and
-//	              the relay is not shutting down; 503 with the reason otherwise
+//	GET /readyz   200 "ready" when the database answers a ping within 2s, no
+//	              relay statement is failing with a permanent error (e.g.
+//	              privileges revoked: pgutil.PermanentFailure) and the relay
+//	              is not shutting down; 503 with the reason otherwise
 package admin
 
 import (
@@ -19,6 +21,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paragon-outbox/outbox-relay/internal/pgutil"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -59,6 +63,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := s.pool.Ping(ctx); err != nil {
 		http.Error(w, "database unreachable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if err := pgutil.PermanentFailure(s.pool); err != nil {
+		http.Error(w, "the database refuses the relay's statements: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	fmt.Fprintln(w, "ready")

@@ -3,6 +3,7 @@ package pgutil
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -88,12 +89,53 @@ func NewPool(ctx context.Context, connString string, o PoolOptions) (*pgxpool.Po
 }
 
 // failoverGuard watches every statement's error; on 25006 it resets the
-// pool (in the background, at most once a second).
+// pool (in the background, at most once a second). It remembers, per
+// statement text, a permanent error until that statement next succeeds.
 type failoverGuard struct {
 	pool      atomic.Pointer[pgxpool.Pool]
 	lastReset atomic.Int64 // unix nanoseconds
 	resets    atomic.Int64
 	next      pgx.QueryTracer
+
+	nFailing atomic.Int32 // len(failing), read without the lock
+	mu       sync.Mutex
+	failing  map[string]error // statement text -> its last (permanent) error
+}
+
+// PermanentFailure returns the permanent error (see Classify) that a
+// statement run through pool (made by NewPool) failed with last time it
+// ran, wrapped with what to do (Explain), or nil when every statement's
+// latest run succeeded or failed only transiently. A statement's entry
+// clears when it next succeeds, so the state follows the operator's fix.
+func PermanentFailure(pool *pgxpool.Pool) error {
+	g, ok := pool.Config().ConnConfig.Tracer.(*failoverGuard)
+	if !ok || g.nFailing.Load() == 0 {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, err := range g.failing {
+		return Explain(err)
+	}
+	return nil
+}
+
+func (g *failoverGuard) outcome(sql string, err error) {
+	switch {
+	case err != nil && IsPermanent(err):
+		g.mu.Lock()
+		if g.failing == nil {
+			g.failing = map[string]error{}
+		}
+		g.failing[sql] = err
+		g.nFailing.Store(int32(len(g.failing)))
+		g.mu.Unlock()
+	case err == nil && g.nFailing.Load() > 0:
+		g.mu.Lock()
+		delete(g.failing, sql)
+		g.nFailing.Store(int32(len(g.failing)))
+		g.mu.Unlock()
+	}
 }
 
 func (g *failoverGuard) observe(err error) {
@@ -111,7 +153,10 @@ func (g *failoverGuard) observe(err error) {
 	}
 }
 
+type sqlKey struct{}
+
 func (g *failoverGuard) TraceQueryStart(ctx context.Context, c *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	ctx = context.WithValue(ctx, sqlKey{}, d.SQL)
 	if g.next != nil {
 		return g.next.TraceQueryStart(ctx, c, d)
 	}
@@ -120,6 +165,9 @@ func (g *failoverGuard) TraceQueryStart(ctx context.Context, c *pgx.Conn, d pgx.
 
 func (g *failoverGuard) TraceQueryEnd(ctx context.Context, c *pgx.Conn, d pgx.TraceQueryEndData) {
 	g.observe(d.Err)
+	if sql, ok := ctx.Value(sqlKey{}).(string); ok {
+		g.outcome(sql, d.Err)
+	}
 	if g.next != nil {
 		g.next.TraceQueryEnd(ctx, c, d)
 	}
@@ -134,6 +182,7 @@ func (g *failoverGuard) TraceBatchStart(ctx context.Context, c *pgx.Conn, d pgx.
 
 func (g *failoverGuard) TraceBatchQuery(ctx context.Context, c *pgx.Conn, d pgx.TraceBatchQueryData) {
 	g.observe(d.Err)
+	g.outcome(d.SQL, d.Err)
 	if bt, ok := g.next.(pgx.BatchTracer); ok {
 		bt.TraceBatchQuery(ctx, c, d)
 	}
