@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/paragon-outbox/outbox-relay/internal/pgcluster"
 )
 
@@ -125,6 +127,7 @@ func TestPromotedStandby(t *testing.T) {
 	url := fmt.Sprintf("postgres://postgres@%s,%s/app?sslmode=disable&target_session_attrs=read-write&connect_timeout=2",
 		primary.HostPort(), standby.HostPort())
 	e := newEnv(t, url)
+	e.vars = append(e.vars, "RELAY_RATE_LIMIT=300")
 	p := e.startRelay(t)
 
 	// The app writes leads continuously, reconnecting as it must.
@@ -148,17 +151,33 @@ func TestPromotedStandby(t *testing.T) {
 	for wrote.Load() < 400 {
 		time.Sleep(50 * time.Millisecond)
 	}
+	// A burst the relay (rate-limited) works through for seconds, all of it
+	// on the standby too.
+	insertLeads(t, url, 1500, "burst")
+	wctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	if err := primary.WaitCaughtUp(wctx, standby); err != nil {
+		t.Fatal(err)
+	}
 	// Replication stops a moment before the crash (as an asynchronous
 	// replica lags): the standby never learns some deliveries the relay
 	// recorded on the primary. Those events must be sent again.
 	standby.MustExec("postgres", "ALTER SYSTEM SET primary_conninfo = ''")
 	standby.MustExec("postgres", "SELECT pg_reload_conf()")
-	time.Sleep(time.Second)
+	waitNoWALReceiver(t, standby)
+	for n := e.srv.Count() + 100; e.srv.Count() < n; {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // and recorded on the primary only
 	before := e.srv.Count()
 	primary.Stop(pgcluster.Immediate)
 	tf := time.Now()
 	standby.Promote()
 	promoted := time.Since(tf)
+	for n := e.srv.Count(); e.srv.Count() == n; {
+		time.Sleep(10 * time.Millisecond)
+	}
+	delivering := time.Since(tf)
 	insertLeads(t, url, 50, "after-promote")
 	for wrote.Load() < 1000 {
 		time.Sleep(50 * time.Millisecond)
@@ -177,7 +196,33 @@ func TestPromotedStandby(t *testing.T) {
 	if dups == 0 {
 		t.Fatal("no event was sent twice: the standby knew every delivery, so the re-send path was not exercised")
 	}
-	t.Logf("FAILOVER RESULT promoted_standby promote_took=%s fault_to_all_delivered=%s delivered_before_fault=%d duplicates=%d",
-		promoted.Round(10*time.Millisecond), time.Since(tf).Round(10*time.Millisecond), before, dups)
+	t.Logf("FAILOVER RESULT promoted_standby promote_took=%s delivering_again_after=%s fault_to_all_delivered=%s (rows in flight on the lost primary wait out RELAY_LEASE=13s) delivered_before_fault=%d re-sent=%d",
+		promoted.Round(10*time.Millisecond), delivering.Round(10*time.Millisecond), time.Since(tf).Round(10*time.Millisecond), before, dups)
 	p.stop(t)
+}
+
+// waitNoWALReceiver waits until standby has stopped streaming.
+func waitNoWALReceiver(t *testing.T, standby *pgcluster.Cluster) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	for {
+		conn, err := pgx.Connect(ctx, standby.URL("postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		err = conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_wal_receiver").Scan(&n)
+		conn.Close(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the standby kept streaming")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
