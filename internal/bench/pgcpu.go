@@ -92,7 +92,8 @@ func selfCPU() time.Duration {
 //   - Server: CPU of every child of the postmaster plus the postmaster's
 //     reaped-children counters: everything the server did, whoever asked.
 //   - WAL: pg_current_wal_lsn() at the end minus at the start, also
-//     server-wide (PostgreSQL 15 has no per-database WAL counter).
+//     server-wide (PostgreSQL 15 has no per-database WAL counter). The meter
+//     starts with a CHECKPOINT, so every phase pays its own full-page images.
 //
 // It must run on the Postgres host (it reads /proc) and queries through its
 // own connection to another database, so its polling is not counted.
@@ -136,6 +137,13 @@ func StartPGMeter(ctx context.Context, adminURL, db string) (*PGMeter, error) {
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, err
+	}
+	// Start both sides of a comparison from a checkpoint: the first change
+	// to each page after a checkpoint writes the whole page to WAL, so a
+	// checkpoint falling inside one side's phase would inflate its WAL.
+	if _, err := pool.Exec(ctx, `CHECKPOINT`); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pg meter: CHECKPOINT (needs superuser or pg_checkpoint): %w", err)
 	}
 	m := &PGMeter{pool: pool, db: db, aux: map[int]time.Duration{}, base: map[int]time.Duration{}, last: map[int]time.Duration{}, done: make(chan struct{})}
 	rows, err := pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE backend_type IN ('walwriter', 'checkpointer', 'background writer')`)
