@@ -94,7 +94,7 @@ func TestFromEnvDefaults(t *testing.T) {
 		BaseURL:         "https://api.useparagon.com",
 		Concurrency:     64,
 		BatchSize:       500,
-		PollInterval:    250 * time.Millisecond,
+		PollInterval:    50 * time.Millisecond,
 		MinPollInterval: 5 * time.Millisecond,
 		Lease:           2 * time.Minute,
 		SendTimeout:     10 * time.Second,

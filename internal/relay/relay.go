@@ -37,7 +37,7 @@ type Config struct {
 	RelayID      string        // lease owner name; required
 	Concurrency  int           // sends at once; default 64
 	BatchSize    int           // most rows per claim and per record statement; default 500
-	PollInterval time.Duration // longest wait between claims when nothing is due; default 250ms
+	PollInterval time.Duration // longest wait between claims when nothing is due; default 50ms
 	// MinPollInterval is the wait after a claim that found some but not a
 	// full batch of events; it doubles per empty claim up to PollInterval.
 	// Default 5ms (or PollInterval if smaller).
