@@ -177,7 +177,9 @@ func TestAudience(t *testing.T) {
 
 func TestTokenCache(t *testing.T) {
 	clock := newFakeClock(t0)
-	tk := newTokens(t, clock, nil)
+	// Without background refresh, to see the serving cutoff on its own
+	// (background refresh: token_cache_test.go).
+	tk := newTokens(t, clock, func(c *paragon.TokensConfig) { c.RefreshAhead = -1 })
 
 	a1, err := tk.Token("a")
 	if err != nil {
@@ -256,7 +258,7 @@ func TestTokenCacheBounded(t *testing.T) {
 	if got, _ := tk.Token("b"); got != b1 {
 		t.Fatal("b evicted too early")
 	}
-	if _, err := tk.Token("c"); err != nil { // third sub: the cache is cleared first
+	if _, err := tk.Token("c"); err != nil { // third sub: a, the least recently used, is evicted
 		t.Fatal(err)
 	}
 	clock.Advance(time.Second)

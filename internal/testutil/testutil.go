@@ -5,6 +5,8 @@ package testutil
 import (
 	"bytes"
 	"sync"
+	"testing"
+	"time"
 )
 
 // SyncBuffer is a bytes.Buffer that a test may read while other goroutines
@@ -26,4 +28,18 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// WaitUntil calls cond every 5 ms until it returns true, and fails t (naming
+// what it waited for) when timeout passes first. timeout is a generous
+// bound against hanging, not a performance threshold.
+func WaitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting after %s for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
