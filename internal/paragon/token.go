@@ -170,21 +170,24 @@ func (t *Tokens) Token(sub string) (string, error) {
 		}
 		return c.token, nil
 	}
-	v, err, _ := t.flight.Do(sub, func() (any, error) {
-		// A signature that finished just before this flight began is fine.
-		if c, ok := t.cache.Peek(sub); ok && servable(c, t.now()) {
-			return c.token, nil
-		}
-		c, err := t.signAndCache(sub)
+	for {
+		v, err, _ := t.flight.Do(sub, func() (any, error) {
+			// A signature that finished just before this flight began is fine.
+			if c, ok := t.cache.Peek(sub); ok && servable(c, t.now()) {
+				return c, nil
+			}
+			return t.signAndCache(sub)
+		})
 		if err != nil {
 			return "", err
 		}
-		return c.token, nil
-	})
-	if err != nil {
-		return "", err
+		// The flight joined may have signed before now (a background
+		// refresh held up): its token must still be servable now. A second
+		// flight starts after now, so this loops at most once more.
+		if c := v.(*cachedToken); servable(c, now) {
+			return c.token, nil
+		}
 	}
-	return v.(string), nil
 }
 
 // servable reports whether c may be handed out at now: more than
@@ -199,15 +202,15 @@ func (t *Tokens) refresh(sub string, old *cachedToken) {
 	defer t.pending.Add(-1)
 	_, _, _ = t.flight.Do(sub, func() (any, error) {
 		if c, ok := t.cache.Peek(sub); ok && c != old && servable(c, t.now()) {
-			return c.token, nil // replaced meanwhile
+			return c, nil // replaced meanwhile
 		}
 		c, err := t.signAndCache(sub)
 		if err != nil {
 			old.refreshing.Store(false) // try again on a later call
-			return "", err
+			return nil, err
 		}
 		t.refreshed.Add(1)
-		return c.token, nil
+		return c, nil
 	})
 }
 
