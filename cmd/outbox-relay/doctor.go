@@ -233,7 +233,7 @@ func doctorParagon(ctx context.Context, cfg config.Config) doctorCheck {
 // doctorParagonAuth asks Paragon whether it accepts a token signed with the
 // configured key for the configured project, without sending an event:
 // GET {base}/projects/{projectId}/sdk/me with a Paragon User Token
-// (CONTRACT.md, "Other endpoints"). 401/403 mean the key does not belong to
+// (docs/PARAGON.md, "Other endpoints"). 401/403 mean the key does not belong to
 // the project (or was rotated); 404 means Paragon does not know the project.
 func doctorParagonAuth(ctx context.Context, cfg config.Config, key *rsa.PrivateKey) doctorCheck {
 	const name = "paragon auth"

@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// DefaultBaseURL is Paragon's cloud API (CONTRACT.md; Paragon's docs).
+// DefaultBaseURL is Paragon's cloud API (docs/PARAGON.md).
 const DefaultBaseURL = "https://api.useparagon.com"
 
 // Client defaults, used for zero ClientConfig fields (package config's
@@ -86,7 +86,7 @@ type ClientConfig struct {
 	// default 64. Set it to the relay's send concurrency.
 	MaxConns int
 	// MaxPayloadBytes: larger payloads are Rejected without a request;
-	// default 1 MiB. Paragon documents no limit (CONTRACT.md).
+	// default 1 MiB. Paragon documents no limit (docs/PARAGON.md).
 	MaxPayloadBytes int
 	// MaxRetryAfter clamps a server's Retry-After; default 1h.
 	MaxRetryAfter time.Duration
@@ -243,7 +243,7 @@ func (c *Client) Send(ctx context.Context, ev Event) Result {
 //   - 408, 425, 429, 5xx: Retry, systemic (Paragon is slow, down or limiting).
 //   - 401, 403: Retry, systemic: the token was refused (rotated or wrong
 //     signing key, clock skew); it affects every event, so it is a
-//     configuration problem, not the event's (CONTRACT.md).
+//     configuration problem, not the event's (docs/PARAGON.md).
 //   - 404: Retry, systemic: the endpoint or project id is wrong.
 //   - other 4xx (400, 409, 413, 422, …): Rejected: Paragon refused this
 //     event's content; retrying cannot help.

@@ -26,7 +26,7 @@ type Faults struct {
 	// Fail500 is the share of requests answered 500.
 	Fail500 float64
 	// Fail429 is the share answered 429 with a Retry-After header
-	// (CONTRACT.md: treat 429 and 5xx as retryable, honour Retry-After).
+	// (docs/PARAGON.md: treat 429 and 5xx as retryable, honour Retry-After).
 	Fail429 float64
 	// RetryAfter is the Retry-After header value on injected 429s, either
 	// delay-seconds ("1") or an HTTP-date. Empty means DefaultRetryAfter ("1").

@@ -2,7 +2,7 @@
 // POST /projects/{projectId}/sdk/events/trigger, for tests, demos and benchmarks.
 //
 // What it owns: an http.Handler ([Server]) that accepts App Events the way
-// /work/shared/paragon/CONTRACT.md describes Paragon doing it: a JSON body
+// docs/PARAGON.md describes Paragon doing it: a JSON body
 // {"name": string, "payload": object}, a Paragon User Token (a JWT signed RS256
 // with the project's Signing Key, with sub, iat, exp and
 // aud "useparagon.com/{projectId}" as in Paragon's setup guide) in
@@ -279,7 +279,7 @@ func (s *Server) SetRejectFunc(fn func(name, sub string, payload json.RawMessage
 //     empty; payload missing or not an object → 400. Keys match exactly
 //     (case-sensitive); a repeated key's last value counts.
 //  7. Fault injection (see [Faults]), then the RejectFunc.
-//  8. Recorded, then 201 with body "{}" (CONTRACT.md: Paragon answers 201 on
+//  8. Recorded, then 201 with body "{}" (docs/PARAGON.md: Paragon answers 201 on
 //     success; its body is undocumented).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if path.Clean(r.URL.Path) != r.URL.Path {
@@ -641,7 +641,7 @@ func (s *Server) WaitForCount(ctx context.Context, n int) error {
 	return nil // woken while ctx ended: the count was reached
 }
 
-// serveMe imitates GET /projects/{projectId}/sdk/me (CONTRACT.md: the
+// serveMe imitates GET /projects/{projectId}/sdk/me (docs/PARAGON.md: the
 // Connected User's integrations, user-token auth): 404 for another project,
 // 401 for a token Paragon would refuse, else 200 with an empty
 // integrations object. `outbox-relay doctor` uses it to check the signing

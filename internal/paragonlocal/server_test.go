@@ -47,7 +47,7 @@ const (
 	cancelAfterTimeout = 100 * time.Millisecond
 )
 
-// examplePayload is /work/shared/paragon/lead-created.example.json, inlined.
+// examplePayload is testdata/lead-created.example.json, inlined.
 const examplePayload = `{
   "eventId": "0193c9a2-5d1e-7c3a-9f0b-2a4e8d6c1b37",
   "leadId": 1024,
