@@ -27,12 +27,14 @@ const doctorHTTPTimeout = 5 * time.Second
 // doctorSubject is the sub of the token doctor mints (never sent anywhere).
 const doctorSubject = "outbox-relay-doctor"
 
-// doctorCheck is one line of the doctor's report.
+// doctorCheck is one line of the doctor's report: OK, FAIL, or SKIP when it
+// could not be run because an earlier check failed (not counted as failed).
 type doctorCheck struct {
-	name   string
-	ok     bool
-	detail string   // why it passed or, when !ok, exactly why it failed
-	notes  []string // warnings printed under an OK line
+	name    string
+	ok      bool
+	skipped bool     // not run: detail says which earlier failure stopped it
+	detail  string   // why it passed or, when !ok, exactly why it failed
+	notes   []string // warnings printed under an OK line
 }
 
 // runDoctor checks, in order, everything the relay needs, prints each as OK
@@ -73,10 +75,14 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	add(doctorParagonAuth(ctx, cfg, key))
 	add(doctorSettings(cfg, envErr))
 
-	failed := 0
+	failed, skipped := 0, 0
 	for _, c := range checks {
 		state := "OK"
-		if !c.ok {
+		switch {
+		case c.skipped:
+			state = "SKIP"
+			skipped++
+		case !c.ok:
 			state = "FAIL"
 			failed++
 		}
@@ -84,6 +90,9 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		for _, n := range c.notes {
 			fmt.Fprintf(stdout, "      %-14s  warning: %s\n", "", n)
 		}
+	}
+	if failed > 0 && skipped > 0 {
+		return fmt.Errorf("%d of %d checks failed, %d not checked because of them", failed, len(checks), skipped)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d checks failed", failed, len(checks))
@@ -94,6 +103,26 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 func doctorFail(name, format string, a ...any) doctorCheck {
 	return doctorCheck{name: name, detail: fmt.Sprintf(format, a...)}
+}
+
+// doctorSkip is a check not run because of the failures named in why.
+func doctorSkip(name, why string) doctorCheck {
+	return doctorCheck{name: name, skipped: true, detail: "not checked: " + why}
+}
+
+// needsKeyAndProject says which of the signing key and the project id, both
+// needed to mint a token, are missing ("" when neither is).
+func needsKeyAndProject(cfg config.Config, key *rsa.PrivateKey) string {
+	noProject := strings.TrimSpace(cfg.ProjectID) == ""
+	switch {
+	case key == nil && noProject:
+		return "no usable signing key and no PARAGON_PROJECT_ID (see above)"
+	case key == nil:
+		return "no usable signing key (see \"signing key\" above)"
+	case noProject:
+		return "PARAGON_PROJECT_ID is not set (see \"project id\" above)"
+	}
+	return ""
 }
 
 // doctorDatabase: DATABASE_URL parses and a connection answers.
@@ -115,7 +144,7 @@ func doctorDatabase(ctx context.Context, cfg config.Config) (*pgxpool.Pool, doct
 func doctorMigrations(ctx context.Context, pool *pgxpool.Pool) doctorCheck {
 	const name = "migrations"
 	if pool == nil {
-		return doctorFail(name, "not checked: no database connection")
+		return doctorSkip(name, "no database connection (see \"database\" above)")
 	}
 	if err := migrate.Check(ctx, pool); err != nil {
 		return doctorFail(name, "%v", err)
@@ -169,8 +198,8 @@ func doctorProject(cfg config.Config) doctorCheck {
 // against the key's public half, with the claims Paragon checks.
 func doctorToken(cfg config.Config, key *rsa.PrivateKey) doctorCheck {
 	const name = "user token"
-	if key == nil || strings.TrimSpace(cfg.ProjectID) == "" {
-		return doctorFail(name, "not checked: needs a signing key and PARAGON_PROJECT_ID")
+	if why := needsKeyAndProject(cfg, key); why != "" {
+		return doctorSkip(name, why)
 	}
 	tokens, err := paragon.NewTokens(paragon.TokensConfig{Key: key, ProjectID: cfg.ProjectID, TTL: cfg.TokenTTL})
 	if err != nil {
@@ -202,7 +231,8 @@ func doctorToken(cfg config.Config, key *rsa.PrivateKey) doctorCheck {
 }
 
 // doctorParagon: PARAGON_BASE_URL answers HTTP. Any response, whatever its
-// status, counts as reachable; no redirect is followed.
+// status, counts as reachable (an API's bare base URL may well answer 404;
+// "paragon auth" checks the API itself); no redirect is followed.
 func doctorParagon(ctx context.Context, cfg config.Config) doctorCheck {
 	const name = "paragon"
 	u, err := url.Parse(cfg.BaseURL)
@@ -226,8 +256,8 @@ func doctorParagon(ctx context.Context, cfg config.Config) doctorCheck {
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	return doctorCheck{name: name, ok: true, detail: fmt.Sprintf("PARAGON_BASE_URL=%s answered HTTP %s in %s",
-		cfg.BaseURL, resp.Status, time.Since(start).Round(time.Millisecond))}
+	return doctorCheck{name: name, ok: true, detail: fmt.Sprintf("PARAGON_BASE_URL=%s is reachable: a server answered in %s (%s to a GET of the bare base URL; the API is checked below)",
+		cfg.BaseURL, time.Since(start).Round(time.Millisecond), resp.Status)}
 }
 
 // doctorParagonAuth asks Paragon whether it accepts a token signed with the
@@ -235,10 +265,14 @@ func doctorParagon(ctx context.Context, cfg config.Config) doctorCheck {
 // GET {base}/projects/{projectId}/sdk/me with a Paragon User Token
 // (docs/PARAGON.md, "Other endpoints"). 401/403 mean the key does not belong to
 // the project (or was rotated); 404 means Paragon does not know the project.
+// It is not run without a key, a project id or an http(s) PARAGON_BASE_URL.
 func doctorParagonAuth(ctx context.Context, cfg config.Config, key *rsa.PrivateKey) doctorCheck {
 	const name = "paragon auth"
-	if key == nil || strings.TrimSpace(cfg.ProjectID) == "" {
-		return doctorFail(name, "not checked: needs a working signing key and PARAGON_PROJECT_ID (see above)")
+	if why := needsKeyAndProject(cfg, key); why != "" {
+		return doctorSkip(name, why)
+	}
+	if u, err := url.Parse(cfg.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return doctorSkip(name, "PARAGON_BASE_URL is not an http(s) URL (see \"paragon\" above)")
 	}
 	tokens, err := paragon.NewTokens(paragon.TokensConfig{Key: key, ProjectID: cfg.ProjectID, TTL: cfg.TokenTTL})
 	if err != nil {
