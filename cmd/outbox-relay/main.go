@@ -29,6 +29,7 @@ func commands() []command {
 		{"demo", "run the whole thing locally on the sample leads against a local Paragon endpoint", runDemo},
 		{"bench", "measure throughput, latency, insert cost, scale, memory, fairness and rate limiting (docs/BENCHMARKS.md)", runBench},
 		{"paragon-local", "serve a local Paragon-compatible App Event endpoint (for demos and tests)", runParagonLocal},
+		{"keygen", "write a new RSA signing key pair (PKCS#8 private key 0600, public key 0644; never overwrites)", runKeygen},
 		{"token", "mint a Paragon User Token for a Connected User with the configured signing key", runToken},
 		{"inspect", "show one event: its row, payload, every attempt and re-drive (outbox id, lead:<id> or event id)", runInspect},
 		{"retry", "re-drive dead events to pending, by id, user, error text or time of death (-dry-run to preview)", runRetry},
