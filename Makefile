@@ -22,7 +22,7 @@ export TEST_DATABASE_URL
 GOLANGCI_LINT         := bin/golangci-lint
 GOLANGCI_LINT_VERSION := v2.15.0
 
-.PHONY: help build river-bench demo test test-short chaos bench lint vet fmt verify docker clean config-docs
+.PHONY: help build river-bench demo test test-short chaos bench lint vet fmt verify docker clean config-docs clean-testdb
 
 help: ## list targets
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -72,6 +72,10 @@ verify: lint test ## what CI runs: lint, then every test
 
 docker: ## build the container image
 	docker build -t outbox-relay .
+
+clean-testdb: ## drop the test template databases (outbox_relay_tmpl_*) and any left by killed test runs (outbox_relay_t_*) on TEST_DATABASE_URL; run only when no tests are running
+	@test -n "$(TEST_DATABASE_URL)" || { echo "TEST_DATABASE_URL is not set"; exit 1; }
+	echo "SELECT format('DROP DATABASE %I', datname) FROM pg_database WHERE datname LIKE 'outbox\_relay\_tmpl\_%' OR datname LIKE 'outbox\_relay\_t\_%' \gexec" | psql -X -q -v ON_ERROR_STOP=1 "$(TEST_DATABASE_URL)"
 
 clean:
 	rm -rf bin
