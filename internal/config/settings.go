@@ -13,7 +13,7 @@ import (
 	"github.com/caarlos0/env/v11"
 )
 
-// A settings struct declares each setting once, as one field with struct
+// Setting: a settings struct declares each setting once, as one field with struct
 // tags; the environment variable, flag, default, group and documentation
 // all come from them:
 //
@@ -26,7 +26,7 @@ import (
 //   - help: one line of documentation, used for the flag's usage text and
 //     the README table. 'word' is rendered as code in the README.
 //   - group: which group of settings it belongs to, so that each command
-//     takes only the groups it uses (see Uses). Free text for other
+//     takes only the groups it uses (see CommandGroups). Free text for other
 //     packages' structs.
 //   - flag: the flag name when it is not derived from env (the variable
 //     without its RELAY_, PARAGON_ or CONSOLE_ prefix, lower case, '_' →
@@ -41,8 +41,9 @@ import (
 //     still accepted, with a warning.
 //
 // Field types: string, bool, int, float64 and time.Duration (see parsers).
-
-// Setting describes one declared setting (one field of a settings struct).
+//
+// Setting describes one such declared setting (one field of a settings
+// struct); SettingsOf lists them.
 type Setting struct {
 	Field          string // Go field name, e.g. "BatchSize"
 	Env            string // environment variable, e.g. "RELAY_BATCH_SIZE"
@@ -275,30 +276,31 @@ func (f flagValue) Set(raw string) error {
 	return nil
 }
 
-// register defines the flag on fs: plain fields as the flag package's own
-// types (so usage shows "duration", "int", ... and their defaults as
-// usual), secret and URL fields through flagValue (redacted in usage).
+// register defines the flag on fs as the flag package's own type (so usage
+// shows "string", "duration", ... as usual). The default shown in usage is
+// redacted for URLs and blank for secrets.
 func (f flagValue) register(fs *flag.FlagSet, name, usage string) {
-	if !f.s.Secret && !f.s.RedactURL {
-		switch p := f.v.Addr().Interface().(type) {
-		case *string:
-			fs.StringVar(p, name, *p, usage)
-			return
-		case *int:
-			fs.IntVar(p, name, *p, usage)
-			return
-		case *float64:
-			fs.Float64Var(p, name, *p, usage)
-			return
-		case *bool:
-			fs.BoolVar(p, name, *p, usage)
-			return
-		case *time.Duration:
-			fs.DurationVar(p, name, *p, usage)
-			return
-		}
+	switch p := f.v.Addr().Interface().(type) {
+	case *string:
+		fs.StringVar(p, name, *p, usage)
+	case *int:
+		fs.IntVar(p, name, *p, usage)
+	case *float64:
+		fs.Float64Var(p, name, *p, usage)
+	case *bool:
+		fs.BoolVar(p, name, *p, usage)
+	case *time.Duration:
+		fs.DurationVar(p, name, *p, usage)
+	default:
+		fs.Var(f, name, usage)
+		return
 	}
-	fs.Var(f, name, usage)
+	switch {
+	case f.s.Secret:
+		fs.Lookup(name).DefValue = fmt.Sprint(reflect.Zero(f.v.Type()).Interface())
+	case f.s.RedactURL:
+		fs.Lookup(name).DefValue = f.String()
+	}
 }
 
 // IsBoolFlag lets a bool setting be given as -name alone.
