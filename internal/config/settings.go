@@ -13,7 +13,8 @@ import (
 	"github.com/caarlos0/env/v11"
 )
 
-// Setting: a settings struct declares each setting once, as one field with struct
+// Setting describes one declared setting, one field of a settings struct
+// (SettingsOf lists them). A settings struct declares each setting once, as one field with struct
 // tags; the environment variable, flag, default, group and documentation
 // all come from them:
 //
@@ -41,9 +42,6 @@ import (
 //     still accepted, with a warning.
 //
 // Field types: string, bool, int, float64 and time.Duration (see parsers).
-//
-// Setting describes one such declared setting (one field of a settings
-// struct); SettingsOf lists them.
 type Setting struct {
 	Field          string // Go field name, e.g. "BatchSize"
 	Env            string // environment variable, e.g. "RELAY_BATCH_SIZE"
