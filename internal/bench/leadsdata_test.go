@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -94,8 +95,8 @@ func TestProfilePath(t *testing.T) {
 
 func TestParseScenarios(t *testing.T) {
 	all, err := ParseScenarios("all")
-	if err != nil || len(all) != 8 {
-		t.Fatalf("all = %v, %v", all, err)
+	if err != nil || !slices.Equal(all, Names()) || len(all) != 9 || all[8] != "river" {
+		t.Fatalf("all = %v, %v; want the 9 scenarios, river last", all, err)
 	}
 	got, err := ParseScenarios("latency, drain,latency")
 	if err != nil || strings.Join(got, ",") != "latency,drain" {
