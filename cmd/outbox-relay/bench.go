@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/paragon-outbox/outbox-relay/internal/bench"
 	"github.com/paragon-outbox/outbox-relay/internal/config"
@@ -30,6 +31,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cpuProf   string
 		backlog   int
 		riverBin  string
+		snapDur   time.Duration
 	)
 	cfg, fs, err := loadConfig("bench", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&scenarios, "scenario", "all", "scenarios to run, comma-separated: "+strings.Join(bench.Names(), ","))
@@ -40,6 +42,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.BoolVar(&keep, "keep", false, "keep the scratch databases afterwards")
 		fs.IntVar(&backlog, "drain-backlog", 0, "backlog of the drain and memory scenarios (default 100000; 10000 = leads.csv once)")
 		fs.StringVar(&riverBin, "river-bin", "", "the River bench binary for -scenario river (default: outbox-relay-river beside this executable; `make bench` builds it)")
+		fs.DurationVar(&snapDur, "snapshot-duration", 0, "length of each run of the snapshot scenario (default 60s; the issue's target run is 10m)")
 		fs.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of each scenario's measured phase to this file (several scenarios: file.<scenario>.ext)")
 		fs.Usage = func() {
 			fmt.Fprintf(fs.Output(), "Usage: outbox-relay bench [-quick] [-scenario name[,name]] [-json] [flags]\n\nScenarios:\n%s\nFlags:\n", bench.Summaries())
@@ -78,17 +81,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := newLogger(cfg, logw)
 
 	rep, runErr := bench.Run(ctx, bench.Options{
-		Scenarios:       names,
-		Quick:           quick,
-		DrainBacklog:    backlog,
-		Keep:            keep,
-		DBPrefix:        dbPrefix,
-		CPUProfile:      cpuProf,
-		Config:          cfg,
-		LeadsCSV:        csv,
-		Executable:      exe,
-		RiverExecutable: riverBin,
-		Progress:        stderr,
+		Scenarios:        names,
+		Quick:            quick,
+		DrainBacklog:     backlog,
+		Keep:             keep,
+		DBPrefix:         dbPrefix,
+		CPUProfile:       cpuProf,
+		Config:           cfg,
+		LeadsCSV:         csv,
+		Executable:       exe,
+		RiverExecutable:  riverBin,
+		SnapshotDuration: snapDur,
+		Progress:         stderr,
 		StartEndpoint: func(f paragonlocal.Faults) (*bench.Endpoint, error) {
 			lp, err := startLocalParagon("bench-project", f, true)
 			if err != nil {
