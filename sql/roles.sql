@@ -131,7 +131,8 @@ BEGIN
 
   objs := format('%1$I.leads, %1$I.outbox, %1$I.outbox_attempts, %1$I.outbox_redrives, %1$I.outbox_delivery_status, %1$I.goose_db_version, %1$I.outbox_relays, %1$I.outbox_settings', s);
   EXECUTE format('REVOKE ALL ON TABLE %s FROM outbox_app, outbox_relay, outbox_operator, outbox_operator_write', objs);
-  EXECUTE format('REVOKE ALL ON FUNCTION %1$I.outbox_enqueue(text, text, jsonb, text), %1$I.outbox_attach(regclass, text, text), %1$I.outbox_detach(regclass)
+  EXECUTE format('REVOKE ALL ON FUNCTION %1$I.outbox_enqueue(text, text, jsonb, text), %1$I.outbox_attach(regclass, text, text), %1$I.outbox_detach(regclass),
+                  %1$I.outbox_xmin_horizon()
                   FROM outbox_app, outbox_relay, outbox_operator, outbox_operator_write', s);
 
   EXECUTE format('GRANT CONNECT ON DATABASE %I TO outbox_app, outbox_relay, outbox_operator', pg_catalog.current_database());
@@ -166,6 +167,12 @@ BEGIN
   EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.outbox_relays TO outbox_relay', s);
   -- outbox_settings: the relay reads max_payload_bytes.
   EXECUTE format('GRANT SELECT ON %I.outbox_settings TO outbox_relay', s);
+
+  -- The xmin horizon (migration 00010): who keeps VACUUM from cleaning the
+  -- outbox, for the relay's gauge and `outbox-relay status`. A narrow
+  -- SECURITY DEFINER function instead of pg_read_all_stats, which would
+  -- show every session's query text.
+  EXECUTE format('GRANT EXECUTE ON FUNCTION %I.outbox_xmin_horizon() TO outbox_relay, outbox_operator', s);
 
   -- outbox_operator: read-only.
   EXECUTE format('GRANT SELECT ON %I.outbox, %I.outbox_attempts, %I.outbox_redrives, %I.outbox_delivery_status, %I.goose_db_version, %I.outbox_relays, %I.outbox_settings TO outbox_operator', s, s, s, s, s, s, s);

@@ -23,6 +23,7 @@ import (
 	"github.com/paragon-outbox/outbox-relay/internal/paragon"
 	"github.com/paragon-outbox/outbox-relay/internal/pgutil"
 	"github.com/paragon-outbox/outbox-relay/internal/relay"
+	"github.com/paragon-outbox/outbox-relay/internal/status"
 	relaysql "github.com/paragon-outbox/outbox-relay/sql"
 )
 
@@ -79,7 +80,50 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}()
 	}
 	go watchPermanentFailure(ctx, pool, log, time.Minute)
+	go horizonLoop(ctx, pool, reg, log, 30*time.Second)
 	return r.Run(ctx)
+}
+
+// horizonLoop publishes, every interval, what keeps VACUUM from cleaning
+// the outbox: the age of the oldest holder of the xmin horizon (a session's
+// snapshot, a prepared transaction, a replication slot, a standby's
+// hot_standby_feedback) and the outbox tables' dead tuples. A long-held
+// horizon makes every claim walk dead index entries; alert on it.
+func horizonLoop(ctx context.Context, pool *pgxpool.Pool, reg *prometheus.Registry, log *slog.Logger, interval time.Duration) {
+	age := prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_relay_xmin_horizon_age_seconds",
+		Help: "How long the oldest transaction holding back this database's xmin horizon has been open (0: none with a start time)."})
+	xidAge := prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_relay_xmin_horizon_xid_age",
+		Help: "Age in transactions of the oldest xmin held (session, prepared transaction, replication slot or hot_standby_feedback); 0: none."})
+	dead := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outbox_relay_dead_tuples",
+		Help: "Dead row versions in the outbox tables (pg_stat_user_tables.n_dead_tup)."}, []string{"table"})
+	reg.MustRegister(age, xidAge, dead)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	warned := false
+	for {
+		h, err := status.ReadHorizon(pgutil.Optional(ctx), pool)
+		switch {
+		case err == nil:
+			warned = false
+			age.Set(h.OldestAgeSeconds())
+			var x int32
+			if len(h.Holders) > 0 {
+				x = h.Holders[0].XminAge
+			}
+			xidAge.Set(float64(x))
+			for table, n := range h.DeadTuples {
+				dead.WithLabelValues(table).Set(float64(n))
+			}
+		case ctx.Err() == nil && !warned:
+			warned = true
+			log.Warn("cannot read the xmin horizon (re-run sql/roles.sql after migrating, so the relay's role may EXECUTE outbox_xmin_horizon())", slog.Any("error", err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // watchPermanentFailure logs, once every interval while it lasts, that the

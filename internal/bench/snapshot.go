@@ -15,7 +15,7 @@ import (
 // REPEATABLE READ snapshot (an analytics query, a pg_dump) for the whole
 // run, so that no dead outbox row version or index entry can be removed.
 // It reports p50/p99 commit-to-endpoint latency per 10 s window of commit
-// time, and the index tuples the relay read per delivered event.
+// time, and the dead outbox tuples left at the end.
 // Options.SnapshotDuration sets each run's length (default 60 s; 10 min is
 // the issue's target run).
 func runSnapshot(ctx context.Context, s *scenario) error {
@@ -25,10 +25,9 @@ func runSnapshot(ctx context.Context, s *scenario) error {
 	}
 	const window = 10 * time.Second
 	type result struct {
-		windows         []Summary
-		all             Summary
-		idxTuplesPerEvt float64
-		deadTuples      int64
+		windows    []Summary
+		all        Summary
+		deadTuples int64
 	}
 	results := map[bool]result{}
 	for _, hold := range []bool{false, true} {
@@ -67,11 +66,6 @@ func runSnapshot(ctx context.Context, s *scenario) error {
 				return err
 			}
 		}
-		idx0, err := outboxIndexTuplesRead(ctx, db)
-		if err != nil {
-			_ = rr.stop()
-			return err
-		}
 		s.progress("%s: writing 500 leads/s for %s", label, dur)
 		t0 := time.Now()
 		commits, err := writeSteady(ctx, db.Pool, s.leads, 500, dur, 4)
@@ -91,10 +85,6 @@ func runSnapshot(ctx context.Context, s *scenario) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", label, err)
 		}
-		idx1, err := outboxIndexTuplesRead(ctx, db)
-		if err != nil {
-			return err
-		}
 		lat, at, err := commitLatencies(ctx, db, ep, commits)
 		if err != nil {
 			return err
@@ -111,7 +101,6 @@ func runSnapshot(ctx context.Context, s *scenario) error {
 		for w := 0; w <= last; w++ {
 			r.windows = append(r.windows, Summarize(byWindow[w]))
 		}
-		r.idxTuplesPerEvt = float64(idx1-idx0) / float64(max(1, len(commits)))
 		r.deadTuples = dead
 		results[hold] = r
 	}
@@ -132,23 +121,9 @@ func runSnapshot(ctx context.Context, s *scenario) error {
 	s.add("p99 with snapshot (whole run)", ms(on.all.P99), "ms", nil)
 	lastOff, lastOn := off.windows[len(off.windows)-1], on.windows[len(on.windows)-1]
 	s.add("last window p99 with / without snapshot", ms(lastOn.P99)/max(ms(lastOff.P99), 0.001), "x", AtMost(2))
-	s.add("outbox index tuples read per event, without snapshot", off.idxTuplesPerEvt, "tuples", nil)
-	s.add("outbox index tuples read per event, with snapshot", on.idxTuplesPerEvt, "tuples", nil)
 	s.add("dead outbox tuples at the end, with snapshot", float64(on.deadTuples), "tuples", nil)
 	s.note("each run: 500 leads/s for %s, one INSERT per transaction, 4 writers; latency = endpoint receipt - COMMIT returned; windows by commit time; the snapshot is a REPEATABLE READ transaction in the same database, open from before the first lead to the last delivery", dur)
 	return nil
-}
-
-// outboxIndexTuplesRead sums idx_tup_read over the outbox's indexes.
-func outboxIndexTuplesRead(ctx context.Context, db *database) (int64, error) {
-	// Statistics are sent at transaction end and read with a snapshot per
-	// transaction; clear this session's cache so the numbers are current.
-	var n int64
-	if _, err := db.Pool.Exec(ctx, "SELECT pg_stat_clear_snapshot()"); err != nil {
-		return 0, err
-	}
-	err := db.Pool.QueryRow(ctx, `SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes WHERE relname = 'outbox'`).Scan(&n)
-	return n, err
 }
 
 // commitLatencies matches each commit to its event's first receipt: it returns

@@ -155,6 +155,15 @@ func (g *failoverGuard) observe(err error) {
 
 type sqlKey struct{}
 
+type optionalKey struct{}
+
+// Optional marks the statements run with the returned context as not the
+// relay's job (a metric, a report): a permanent error they meet is not
+// reported by PermanentFailure.
+func Optional(ctx context.Context) context.Context {
+	return context.WithValue(ctx, optionalKey{}, true)
+}
+
 func (g *failoverGuard) TraceQueryStart(ctx context.Context, c *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
 	ctx = context.WithValue(ctx, sqlKey{}, d.SQL)
 	if g.next != nil {
@@ -165,7 +174,7 @@ func (g *failoverGuard) TraceQueryStart(ctx context.Context, c *pgx.Conn, d pgx.
 
 func (g *failoverGuard) TraceQueryEnd(ctx context.Context, c *pgx.Conn, d pgx.TraceQueryEndData) {
 	g.observe(d.Err)
-	if sql, ok := ctx.Value(sqlKey{}).(string); ok {
+	if sql, ok := ctx.Value(sqlKey{}).(string); ok && ctx.Value(optionalKey{}) == nil {
 		g.outcome(sql, d.Err)
 	}
 	if g.next != nil {
@@ -182,7 +191,9 @@ func (g *failoverGuard) TraceBatchStart(ctx context.Context, c *pgx.Conn, d pgx.
 
 func (g *failoverGuard) TraceBatchQuery(ctx context.Context, c *pgx.Conn, d pgx.TraceBatchQueryData) {
 	g.observe(d.Err)
-	g.outcome(d.SQL, d.Err)
+	if ctx.Value(optionalKey{}) == nil {
+		g.outcome(d.SQL, d.Err)
+	}
 	if bt, ok := g.next.(pgx.BatchTracer); ok {
 		bt.TraceBatchQuery(ctx, c, d)
 	}

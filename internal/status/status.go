@@ -30,6 +30,9 @@ type Report struct {
 	TopBacklog      []UserBacklog `json:"top_backlog"`
 	TopErrors       []ErrorCount  `json:"top_errors"`
 	RecentErrors    []RecentError `json:"recent_errors"`
+	// Horizon is what keeps VACUUM from cleaning the outbox: the oldest
+	// holders of the xmin horizon and the dead tuples they leave.
+	Horizon Horizon `json:"xmin_horizon"`
 }
 
 // UserBacklog is one Connected User's undelivered events.
@@ -140,6 +143,9 @@ func Collect(ctx context.Context, pool *pgxpool.Pool, topN int) (*Report, error)
 	if err != nil {
 		return nil, fmt.Errorf("status: recent errors: %w", err)
 	}
+	if r.Horizon, err = ReadHorizon(ctx, pool); err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
 	return r, nil
 }
 
@@ -158,6 +164,17 @@ func (r *Report) WriteText(w io.Writer) error {
 		r.Counts["pending"], r.Counts["in_flight"], r.Counts["delivered"], r.Counts["dead"])
 	fmt.Fprintf(tw, "  oldest undelivered\t%s\n", (time.Duration(r.OldestPendingAgeSeconds * float64(time.Second))).Round(time.Millisecond))
 	fmt.Fprintf(tw, "  delivered last 5m\t%d (%.1f/s)\n", r.DeliveredLast5m, r.RatePerSecond5m)
+	fmt.Fprintf(tw, "  dead tuples\toutbox %d, outbox_attempts %d\n", r.Horizon.DeadTuples["outbox"], r.Horizon.DeadTuples["outbox_attempts"])
+	if len(r.Horizon.Holders) == 0 {
+		fmt.Fprintf(tw, "  xmin horizon held by\tnothing\n")
+	} else {
+		o := r.Horizon.Holders[0]
+		age := "no start time"
+		if o.AgeSeconds != nil {
+			age = "open " + time.Duration(*o.AgeSeconds*float64(time.Second)).Round(time.Second).String()
+		}
+		fmt.Fprintf(tw, "  xmin horizon held by\t%s %s (%s, xmin age %d transactions)\n", o.Holder, o.Detail, age, o.XminAge)
+	}
 	if len(r.TopBacklog) > 0 {
 		fmt.Fprintf(tw, "\nBacklog by Connected User\n  user\tpending\tin_flight\tdead\n")
 		for _, u := range r.TopBacklog {
