@@ -32,6 +32,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		backlog   int
 		riverBin  string
 		snapDur   time.Duration
+		churnDay  int
 	)
 	cfg, fs, err := loadConfig("bench", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&scenarios, "scenario", "all", "scenarios to run, comma-separated: "+strings.Join(bench.Names(), ","))
@@ -42,6 +43,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.BoolVar(&keep, "keep", false, "keep the scratch databases afterwards")
 		fs.IntVar(&backlog, "drain-backlog", 0, "backlog of the drain and memory scenarios (default 100000; 10000 = leads.csv once)")
 		fs.StringVar(&riverBin, "river-bin", "", "the River bench binary for -scenario river (default: outbox-relay-river beside this executable; `make bench` builds it)")
+		fs.IntVar(&churnDay, "churn-per-day", 0, "events per simulated day of the churn scenario (default 50000; 1000000 is the real rate)")
 		fs.DurationVar(&snapDur, "snapshot-duration", 0, "length of each run of the snapshot scenario (default 60s; the issue's target run is 10m)")
 		fs.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of each scenario's measured phase to this file (several scenarios: file.<scenario>.ext)")
 		fs.Usage = func() {
@@ -92,6 +94,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Executable:       exe,
 		RiverExecutable:  riverBin,
 		SnapshotDuration: snapDur,
+		ChurnPerDay:      churnDay,
 		Progress:         stderr,
 		StartEndpoint: func(f paragonlocal.Faults) (*bench.Endpoint, error) {
 			lp, err := startLocalParagon("bench-project", f, true)

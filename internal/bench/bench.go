@@ -62,6 +62,9 @@ type Options struct {
 	// DrainBacklog overrides the drain and memory scenarios' backlog
 	// (default 100,000; 5,000 with Quick); e.g. 10,000 drains leads.csv once.
 	DrainBacklog int
+	// ChurnPerDay is the events per simulated day of the churn scenario;
+	// default 50,000 (2,000 with Quick).
+	ChurnPerDay int
 	// SnapshotDuration is the length of each run of the snapshot scenario;
 	// default 60s (6s with Quick).
 	SnapshotDuration time.Duration
@@ -108,6 +111,7 @@ func defs() []scenarioDef {
 		{"scaleout", "drain rate against a 50 ms endpoint by concurrency and by number of relays", runScaleout},
 		{"fairness", "small Connected Users behind one user's big backlog", runFairness},
 		{"ratelimit", "requests/s at the endpoint under RELAY_RATE_LIMIT", runRateLimit},
+		{"churn", "a simulated week at 1,000,000 events/day (scaled down): table and index sizes under delivery, purge and VACUUM", runChurn},
 		{"snapshot", "latency at 500 leads/s with and without a REPEATABLE READ snapshot held, per 10 s window", runSnapshot},
 		{"river", "the relay beside River v0.51.2 (bench/river subprocess): drain, Postgres CPU and WAL per event, cold-start latency", runRiver},
 	}
