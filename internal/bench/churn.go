@@ -76,6 +76,14 @@ func runChurn(ctx context.Context, s *scenario) error {
 	if err := rr.stop(); err != nil {
 		return err
 	}
+	var upd, hot int64
+	if _, err := db.Pool.Exec(ctx, "SELECT pg_stat_clear_snapshot()"); err != nil {
+		return err
+	}
+	if err := db.Pool.QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'outbox'::regclass`).Scan(&upd, &hot); err != nil {
+		return err
+	}
+	s.add("outbox updates that were HOT", 100*float64(hot)/float64(max(upd, 1)), "%", nil)
 	names := make([]string, 0, len(sizes[0]))
 	for n := range sizes[len(sizes)-1] {
 		names = append(names, n)
