@@ -118,4 +118,3 @@ func relationSizes(ctx context.Context, db *database) (map[string]int64, error) 
 	_, err = pgx.ForEachRow(rows, []any{&name, &n}, func() error { out[name] = n; return nil })
 	return out, err
 }
-
