@@ -23,7 +23,7 @@ type chart struct {
 }
 
 type bar struct {
-	X, W                   float64
+	X, W, FailedX          float64
 	DeliveredY, DeliveredH float64
 	FailedY, FailedH       float64
 	Title                  string
@@ -55,7 +55,8 @@ func newChart(mins []minuteCount) chart {
 		dh := h * float64(m.Delivered) / float64(c.Max)
 		fh := h * float64(m.Failed) / float64(c.Max)
 		c.Bars = append(c.Bars, bar{
-			X: float64(i) * w, W: math.Max(w-0.5, 0.5),
+			// Deliveries on the left half of the minute, failures on the right.
+			X: float64(i) * w, W: math.Max(w/2-0.25, 0.4), FailedX: float64(i)*w + w/2,
 			DeliveredY: h - dh, DeliveredH: dh, FailedY: h - fh, FailedH: fh,
 			Title: fmt.Sprintf("%s UTC: %d delivered, %d failed attempts", m.Minute.UTC().Format("15:04"), m.Delivered, m.Failed),
 		})

@@ -1,0 +1,193 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paragon-outbox/outbox-relay/internal/testdb"
+)
+
+// bigOutbox fills a database with many delivered events (and their
+// attempts) and a few live and dead ones, then ANALYZEs, so that the
+// planner sees what production sees: delivered rows are nearly all of it.
+func bigOutbox(t *testing.T, delivered int) *pgxpool.Pool {
+	t.Helper()
+	db := testdb.New(t)
+	ctx := context.Background()
+	for _, q := range []string{
+		fmt.Sprintf(`INSERT INTO outbox (event_name, user_id, lead_id, payload, status, attempts, created_at, delivered_at)
+		 SELECT CASE WHEN i %% 50 = 0 THEN 'Lead Updated' ELSE 'Lead Created' END, 'usr_' || (i %% 2000), i, '{"leadId": 1}', 'delivered', 1,
+		        now() - (%[1]d - i) * interval '1 second', now() - (%[1]d - i) * interval '1 second' + interval '80 ms'
+		 FROM generate_series(1, %[1]d) AS i`, delivered),
+		`INSERT INTO outbox_attempts (outbox_id, attempt, relay_id, started_at, finished_at, http_status)
+		 SELECT id, 1, 'relay-a', delivered_at - interval '20 ms', delivered_at, 200 FROM outbox`,
+		`INSERT INTO outbox (event_name, user_id, lead_id, payload, status, attempts, created_at, last_error, last_http_status)
+		 SELECT 'Lead Created', 'usr_' || (i % 7), 10000000 + i, '{"leadId": 1}', 'dead', 1, now() - i * interval '1 minute',
+		        'rejected, not retried: paragon answered 422', 422
+		 FROM generate_series(1, 300) AS i`,
+		`INSERT INTO outbox (event_name, user_id, lead_id, payload, status, created_at)
+		 SELECT 'Lead Created', 'usr_' || (i % 9), 20000000 + i, '{"leadId": 1}', 'pending', now() - i * interval '1 second'
+		 FROM generate_series(1, 500) AS i`,
+		`INSERT INTO outbox_attempts (outbox_id, attempt, relay_id, started_at, finished_at, http_status, error)
+		 SELECT id, 1, 'relay-a', created_at + interval '1 second', created_at + interval '2 seconds', 422, last_error
+		 FROM outbox WHERE status = 'dead'`,
+		`ANALYZE outbox`, `ANALYZE outbox_attempts`, `ANALYZE outbox_redrives`,
+	} {
+		if _, err := db.Pool.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	return db.Pool
+}
+
+// seqScans returns the relations of outbox and outbox_attempts that the plan
+// of sql with args reads by sequential scan, as the console runs it
+// (unnamed statement: planned with the parameter values).
+func seqScans(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) ([]string, string) {
+	t.Helper()
+	var plan []byte
+	err := pool.QueryRow(context.Background(), "EXPLAIN (FORMAT JSON) "+sql, append([]any{pgx.QueryExecModeExec}, args...)...).Scan(&plan)
+	if err != nil {
+		t.Fatalf("EXPLAIN: %v\n%s", err, sql)
+	}
+	var doc []map[string]any
+	if err := json.Unmarshal(plan, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var bad []string
+	var walk func(n map[string]any)
+	walk = func(n map[string]any) {
+		if n["Node Type"] == "Seq Scan" {
+			if rel, _ := n["Relation Name"].(string); rel == "outbox" || rel == "outbox_attempts" {
+				bad = append(bad, rel)
+			}
+		}
+		if kids, ok := n["Plans"].([]any); ok {
+			for _, k := range kids {
+				walk(k.(map[string]any))
+			}
+		}
+	}
+	walk(doc[0]["Plan"].(map[string]any))
+	return bad, string(plan)
+}
+
+// TestQueriesNeverScanTheOutbox: every statement of the overview and event
+// page, and the events list under every filter combination its form offers
+// (status × Connected User × event name × lead × created range, with and
+// without a page cursor, and error text with status dead and a time), is
+// planned without a sequential scan of outbox or outbox_attempts against a
+// table of many delivered rows.
+func TestQueriesNeverScanTheOutbox(t *testing.T) {
+	n := 200_000
+	if testing.Short() {
+		n = 50_000
+	}
+	pool := bigOutbox(t, n)
+	var mid int64
+	if err := pool.QueryRow(context.Background(), `SELECT id FROM outbox WHERE lead_id = $1`, n/2).Scan(&mid); err != nil {
+		t.Fatal(err)
+	}
+	fixed := map[string][]any{
+		"Overview":      {int64(deliveredCountCap + 1), latencyWindow},
+		"PerMinute":     {180},
+		"BacklogByUser": {20},
+		"TopErrors":     {24 * time.Hour, 10},
+		"GetEvent":      {mid, false},
+		"EventAttempts": {mid},
+		"EventRedrives": {mid},
+	}
+	for name, args := range fixed {
+		if bad, plan := seqScans(t, pool, queries.Get(name), args...); len(bad) > 0 {
+			t.Errorf("%s scans %v sequentially:\n%s", name, bad, plan)
+		}
+	}
+	now := time.Now()
+	combos := 0
+	for _, status := range []string{"", "pending", "in_flight", "delivered", "dead"} {
+		for mask := 0; mask < 16; mask++ {
+			for _, cursor := range []int64{0, mid} {
+				f := eventFilter{Status: status, Before: cursor}
+				var desc []string
+				if mask&1 != 0 {
+					f.UserID = "usr_17"
+					desc = append(desc, "user")
+				}
+				if mask&2 != 0 {
+					f.EventName = "Lead Updated"
+					desc = append(desc, "event")
+				}
+				if mask&4 != 0 {
+					f.LeadID = int64(n / 3)
+					desc = append(desc, "lead")
+				}
+				if mask&8 != 0 {
+					f.CreatedFrom, f.CreatedBefore = now.Add(-2*time.Hour), now.Add(-time.Hour)
+					desc = append(desc, "created range")
+				}
+				combos += checkList(t, pool, f, desc)
+				if status == "dead" && mask&8 != 0 {
+					f.ErrorContains = "422"
+					combos += checkList(t, pool, f, append(desc, "error text"))
+					f.CreatedBefore = time.Time{}
+					combos += checkList(t, pool, f, append(desc, "error text, open range"))
+				}
+			}
+		}
+	}
+	// Only a start time (the created-from field alone), and only an end.
+	for _, status := range []string{"", "delivered", "dead", "pending"} {
+		combos += checkList(t, pool, eventFilter{Status: status, CreatedFrom: now.Add(-time.Hour)}, []string{"from only"})
+		combos += checkList(t, pool, eventFilter{Status: status, CreatedBefore: now.Add(-time.Hour)}, []string{"before only"})
+	}
+	t.Logf("%d events-list filter combinations EXPLAINed over %d delivered rows", combos, n)
+}
+
+func checkList(t *testing.T, pool *pgxpool.Pool, f eventFilter, desc []string) int {
+	t.Helper()
+	nz := func(v string) any {
+		if v == "" {
+			return nil
+		}
+		return v
+	}
+	nt := func(x time.Time) any {
+		if x.IsZero() {
+			return nil
+		}
+		return x
+	}
+	ni := func(i int64) any {
+		if i == 0 {
+			return nil
+		}
+		return i
+	}
+	var pattern any
+	if f.ErrorContains != "" {
+		pattern = likeContains(f.ErrorContains)
+	}
+	bad, plan := seqScans(t, pool, queries.Get("ListEvents"), nz(f.Status), nz(f.UserID), nz(f.EventName), ni(f.LeadID),
+		nt(f.CreatedFrom), nt(f.CreatedBefore), pattern, ni(f.Before), PageSizeDefault+1)
+	if len(bad) > 0 {
+		t.Errorf("events list, status %q, filters [%s], cursor %v: sequential scan of %v\n%s", f.Status, strings.Join(desc, ", "), f.Before != 0, bad, compact(plan))
+	}
+	return 1
+}
+
+func compact(plan string) string {
+	var lines []string
+	for _, l := range strings.Split(plan, "\n") {
+		if strings.Contains(l, "Node Type") || strings.Contains(l, "Index Name") || strings.Contains(l, "Filter") || strings.Contains(l, "Relation Name") {
+			lines = append(lines, strings.TrimSpace(l))
+		}
+	}
+	return strings.Join(lines, " ")
+}

@@ -1,0 +1,70 @@
+package console
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/paragon-outbox/outbox-relay/internal/testdb"
+)
+
+// TestIndexCost measures what the console's indexes cost the write path,
+// side by side in one run (docs/CONSOLE.md): lead inserts (the trigger
+// writes the outbox row, so outbox_user_id_id costs one more B-tree entry)
+// and attempt records (outbox_attempts_failed_started_at holds only failed
+// attempts: a successful record pays the predicate check). Each round runs
+// with and without the index, alternating; the best of the rounds is kept.
+// Run: CONSOLE_INDEX_COST=1 go test -run TestIndexCost -v ./internal/console/
+func TestIndexCost(t *testing.T) {
+	if os.Getenv("CONSOLE_INDEX_COST") == "" {
+		t.Skip("a measurement, not a check: set CONSOLE_INDEX_COST=1 to run it")
+	}
+	db := testdb.New(t)
+	ctx := context.Background()
+	exec := func(q string) time.Duration {
+		start := time.Now()
+		if _, err := db.Pool.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return time.Since(start)
+	}
+	const leads = 20000
+	insertLeads := `INSERT INTO leads (owner_id, first_name, email) SELECT 'usr_' || (i % 500), 'Ada', 'ada@example.com' FROM generate_series(1, 20000) AS i`
+	recordOK := `INSERT INTO outbox_attempts (outbox_id, attempt, relay_id, started_at, finished_at, http_status)
+	             SELECT id, 1000 + (SELECT coalesce(max(attempt), 0) FROM outbox_attempts WHERE outbox_id = o.id), 'r', now(), now(), 200 FROM outbox o LIMIT 20000`
+	recordFail := `INSERT INTO outbox_attempts (outbox_id, attempt, relay_id, started_at, finished_at, http_status, error)
+	             SELECT id, 1000 + (SELECT coalesce(max(attempt), 0) FROM outbox_attempts WHERE outbox_id = o.id), 'r', now(), now(), 500, 'paragon answered 500' FROM outbox o LIMIT 20000`
+	best := func(d, cur time.Duration) time.Duration {
+		if cur == 0 || d < cur {
+			return d
+		}
+		return cur
+	}
+	var with, without, okWith, okWithout, failWith, failWithout time.Duration
+	exec(insertLeads) // warm up
+	// The tables grow as rounds go, so the order alternates: odd rounds
+	// measure with the indexes first.
+	for round := 0; round < 6; round++ {
+		for i := 0; i < 2; i++ {
+			if (i == 0) == (round%2 == 0) {
+				exec(`DROP INDEX IF EXISTS outbox_user_id_id`)
+				exec(`DROP INDEX IF EXISTS outbox_attempts_failed_started_at`)
+				without = best(exec(insertLeads), without)
+				okWithout = best(exec(recordOK), okWithout)
+				failWithout = best(exec(recordFail), failWithout)
+			} else {
+				exec(`CREATE INDEX IF NOT EXISTS outbox_user_id_id ON outbox (user_id, id)`)
+				exec(`CREATE INDEX IF NOT EXISTS outbox_attempts_failed_started_at ON outbox_attempts (started_at) WHERE error IS NOT NULL`)
+				with = best(exec(insertLeads), with)
+				okWith = best(exec(recordOK), okWith)
+				failWith = best(exec(recordFail), failWith)
+			}
+		}
+	}
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / leads }
+	t.Logf("lead insert (trigger writes outbox), %d per statement, best of 6:", leads)
+	t.Logf("  without outbox_user_id_id %.1f µs/lead, with %.1f µs/lead: x%.3f", per(without), per(with), float64(with)/float64(without))
+	t.Logf("successful attempt record: without the failed-attempts index %.1f µs, with %.1f µs: x%.3f", per(okWithout), per(okWith), float64(okWith)/float64(okWithout))
+	t.Logf("failed attempt record:     without the failed-attempts index %.1f µs, with %.1f µs: x%.3f", per(failWithout), per(failWith), float64(failWith)/float64(failWithout))
+}
