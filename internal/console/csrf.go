@@ -44,8 +44,10 @@ func (g *csrfGuard) session(w http.ResponseWriter, r *http.Request) string {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
 	id := base64.RawURLEncoding.EncodeToString(b[:])
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", HttpOnly: true,
-		Secure: g.secure, SameSite: http.SameSiteStrictMode})
+	// Secure only under TLS: on loopback plain HTTP (the default) a Secure
+	// cookie would not come back and every re-drive would be refused.
+	//nolint:gosec // G124: Secure is g.secure, see above.
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", HttpOnly: true, Secure: g.secure, SameSite: http.SameSiteStrictMode})
 	return id
 }
 

@@ -308,28 +308,28 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	var d overviewData
 	var err error
-	if d.O, err = one[overview](s.st, ctx, "Overview", deliveredCountCap+1, latencyWindow); err != nil {
+	if d.O, err = one[overview](ctx, s.st, "Overview", deliveredCountCap+1, latencyWindow); err != nil {
 		s.fail(w, r, http.StatusInternalServerError, "Could not read the outbox.", err)
 		return
 	}
 	d.DeliveredCapped = d.O.DeliveredCapped > deliveredCountCap
 	d.ChartMinutes = s.cfg.ChartMinutes
-	mins, err := many[minuteCount](s.st, ctx, "PerMinute", s.cfg.ChartMinutes)
+	mins, err := many[minuteCount](ctx, s.st, "PerMinute", s.cfg.ChartMinutes)
 	if err != nil {
 		s.fail(w, r, http.StatusInternalServerError, "Could not read deliveries per minute.", err)
 		return
 	}
 	d.Chart = newChart(mins)
-	if d.Backlog, err = many[userBacklog](s.st, ctx, "BacklogByUser", 20); err != nil {
+	if d.Backlog, err = many[userBacklog](ctx, s.st, "BacklogByUser", 20); err != nil {
 		s.fail(w, r, http.StatusInternalServerError, "Could not read the backlog.", err)
 		return
 	}
-	if d.Errors, err = many[errorCount](s.st, ctx, "TopErrors", 24*time.Hour, 10); err != nil {
+	if d.Errors, err = many[errorCount](ctx, s.st, "TopErrors", 24*time.Hour, 10); err != nil {
 		s.fail(w, r, http.StatusInternalServerError, "Could not read the errors.", err)
 		return
 	}
 	d.ErrorsSince = d.O.Now.Add(-24 * time.Hour)
-	if d.Relays, err = many[relayRow](s.st, ctx, "Relays"); err != nil {
+	if d.Relays, err = many[relayRow](ctx, s.st, "Relays"); err != nil {
 		s.fail(w, r, http.StatusInternalServerError, "Could not read the relays' heartbeats.", err)
 		return
 	}
@@ -352,12 +352,14 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 // ---- events ----
 
 type eventsData struct {
-	F        formFilter
-	Events   []eventRow
-	Next     template.URL // query string of the next page, "" if none
-	First    template.URL // query string of the first page
+	F      formFilter
+	Events []eventRow
+	// Links: whole URLs, so html/template normalises them (keeping & and
+	// =) rather than query-escaping them.
+	Next     string // the next page, "" if none
+	First    string // the first page, "" on the first page
 	CanBulk  bool
-	BulkLink template.URL
+	BulkLink string
 }
 
 // formFilter is the filter as typed in the form (for redisplay).
@@ -463,15 +465,15 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		rows = rows[:limit]
 		q := ff.query()
 		q.Set("cursor", strconv.FormatInt(rows[len(rows)-1].ID, 10))
-		d.Next = template.URL(q.Encode()) // url.Values.Encode escapes every value
+		d.Next = "/events?" + q.Encode()
 	}
 	d.Events = rows
 	if f.Before != 0 {
-		d.First = template.URL(ff.query().Encode())
+		d.First = "/events?" + ff.query().Encode()
 	}
 	if !s.readOnly && ff.Status == "dead" && (ff.User != "" || ff.Event != "" || ff.Lead != "" || ff.From != "" || ff.Before != "" || ff.Error != "") {
 		d.CanBulk = true
-		d.BulkLink = template.URL(ff.query().Encode())
+		d.BulkLink = "/redrive?" + ff.query().Encode()
 	}
 	p.Data = d
 	s.render(w, http.StatusOK, "events", p)
@@ -540,7 +542,7 @@ func (s *Server) redriveOne(w http.ResponseWriter, r *http.Request) {
 
 type bulkData struct {
 	F      formFilter
-	Query  template.URL
+	Back   string // the list with the same filter
 	Result operator.Result
 	Done   bool
 	Reason string
@@ -582,7 +584,7 @@ func (s *Server) bulkConfirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := s.newPage(w, r, "Re-drive dead events", "events")
-	p.Data = bulkData{F: ff, Query: template.URL(ff.query().Encode()), Result: res}
+	p.Data = bulkData{F: ff, Back: "/events?" + ff.query().Encode(), Result: res}
 	s.render(w, http.StatusOK, "redrive", p)
 }
 
@@ -607,6 +609,6 @@ func (s *Server) bulkRedrive(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("console bulk re-drive", slog.String("by", by), slog.Int64("moved", res.Moved))
 	p := s.newPage(w, r, "Re-drive dead events", "events")
-	p.Data = bulkData{F: ff, Query: template.URL(ff.query().Encode()), Result: res, Done: true, Reason: reason}
+	p.Data = bulkData{F: ff, Back: "/events?" + ff.query().Encode(), Result: res, Done: true, Reason: reason}
 	s.render(w, http.StatusOK, "redrive", p)
 }

@@ -137,7 +137,7 @@ type redriveRow struct {
 	PreviousLastHTTPStatus *int32    `db:"previous_last_http_status"`
 }
 
-func one[T any](s store, ctx context.Context, name string, args ...any) (T, error) {
+func one[T any](ctx context.Context, s store, name string, args ...any) (T, error) {
 	rows, err := s.query(ctx, name, args...)
 	if err != nil {
 		var zero T
@@ -150,7 +150,7 @@ func one[T any](s store, ctx context.Context, name string, args ...any) (T, erro
 	return v, nil
 }
 
-func many[T any](s store, ctx context.Context, name string, args ...any) ([]T, error) {
+func many[T any](ctx context.Context, s store, name string, args ...any) ([]T, error) {
 	rows, err := s.query(ctx, name, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -198,25 +198,25 @@ func (s store) listEvents(ctx context.Context, f eventFilter, limit int) ([]even
 	if f.ErrorContains != "" {
 		pattern = likeContains(f.ErrorContains)
 	}
-	return many[eventRow](s, ctx, "ListEvents", nz(f.Status), nz(f.UserID), nz(f.EventName), ni(f.LeadID),
+	return many[eventRow](ctx, s, "ListEvents", nz(f.Status), nz(f.UserID), nz(f.EventName), ni(f.LeadID),
 		nt(f.CreatedFrom), nt(f.CreatedBefore), pattern, ni(f.Before), limit)
 }
 
 var errNotFound = errors.New("no such event")
 
 func (s store) event(ctx context.Context, id int64, hidePayload bool) (eventDetail, []attemptRow, []redriveRow, error) {
-	ev, err := one[eventDetail](s, ctx, "GetEvent", id, hidePayload)
+	ev, err := one[eventDetail](ctx, s, "GetEvent", id, hidePayload)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ev, nil, nil, errNotFound
 	}
 	if err != nil {
 		return ev, nil, nil, err
 	}
-	att, err := many[attemptRow](s, ctx, "EventAttempts", id)
+	att, err := many[attemptRow](ctx, s, "EventAttempts", id)
 	if err != nil {
 		return ev, nil, nil, err
 	}
-	rd, err := many[redriveRow](s, ctx, "EventRedrives", id)
+	rd, err := many[redriveRow](ctx, s, "EventRedrives", id)
 	return ev, att, rd, err
 }
 
