@@ -16,14 +16,8 @@ import (
 // SIGTERM. Settings: DATABASE_URL and CONSOLE_* (README, "Console"); the
 // flags override the variables.
 func runConsole(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	ccfg, envErr := console.ConfigFromEnv(os.Getenv)
-	var addr string
-	var readOnly, hidePayloads bool
-	cfg, fs, err := loadConfig("console", args, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&addr, "addr", "", "listen address (CONSOLE_ADDR, default "+console.AddrDefault+")")
-		fs.BoolVar(&readOnly, "read-only", false, "hide and refuse re-drives (CONSOLE_READ_ONLY)")
-		fs.BoolVar(&hidePayloads, "hide-payloads", false, "never read or show event payloads (CONSOLE_HIDE_PAYLOADS)")
-	})
+	ccfg, warns, envErr := console.ConfigFromEnv(os.Getenv)
+	cfg, fs, err := loadConfig("console", args, stderr, func(fs *flag.FlagSet) { ccfg.BindFlags(fs) })
 	if err != nil {
 		return err
 	}
@@ -31,13 +25,11 @@ func runConsole(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	if envErr != nil {
-		return envErr
+		return fmt.Errorf("configuration:\n%w", envErr)
 	}
-	if addr != "" {
-		ccfg.Addr = addr
+	for _, w := range warns {
+		fmt.Fprintln(stderr, "warning:", w)
 	}
-	ccfg.ReadOnly = ccfg.ReadOnly || readOnly
-	ccfg.HidePayloads = ccfg.HidePayloads || hidePayloads
 	// Refuse an unsafe listener before touching the database.
 	if err := ccfg.Validate(); err != nil {
 		return err

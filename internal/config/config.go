@@ -199,6 +199,7 @@ var commandGroups = map[string][]string{
 	"purge":   {GroupDatabase, GroupRetention},
 	"token":   {GroupParagon},
 	"doctor":  {GroupDatabase, GroupParagon},
+	"console": {GroupDatabase, GroupLog}, // plus its own CONSOLE_* (internal/console.Config)
 }
 
 // CommandGroups returns the groups of settings a subcommand uses, and false

@@ -2,14 +2,17 @@ package console
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/paragon-outbox/outbox-relay/internal/config"
 )
 
-// Defaults of Config.
+// Defaults of Config (also in its envDefault tags).
 const (
 	AddrDefault         = "127.0.0.1:8080"
 	RefreshDefault      = 10 * time.Second
@@ -17,88 +20,61 @@ const (
 	PageSizeDefault     = 50
 )
 
-// Config is the console's configuration, read from CONSOLE_* variables by
-// ConfigFromEnv (flags of `outbox-relay console` override some). It moves
-// onto internal/config's declare-once settings when those land (issue 8).
+// Config is the console's configuration, each setting declared once by its
+// tags (internal/config: variable, default, help; the flag is derived, e.g.
+// CONSOLE_READ_ONLY → -read-only). ConfigFromEnv reads it; the table in
+// docs/CONSOLE.md is generated from it (TestSettingsTableIsCurrent).
 type Config struct {
-	// Addr is the listen address (CONSOLE_ADDR, default 127.0.0.1:8080).
-	Addr string
-	// BasicAuth is "user:password" (CONSOLE_BASIC_AUTH). Never logged.
-	BasicAuth string
-	// BasicAuthFile is an htpasswd file of bcrypt lines (CONSOLE_BASIC_AUTH_FILE),
-	// e.g. made with `htpasswd -B -c console.htpasswd alice`.
-	BasicAuthFile string
-	// TLSCertFile and TLSKeyFile serve HTTPS (CONSOLE_TLS_CERT_FILE,
-	// CONSOLE_TLS_KEY_FILE); both or neither.
-	TLSCertFile, TLSKeyFile string
-	// InsecureHTTP allows plain HTTP on a non-loopback address
-	// (CONSOLE_INSECURE_HTTP=true): a TLS proxy is in front.
-	InsecureHTTP bool
-	// ReadOnly hides and refuses re-drives (CONSOLE_READ_ONLY=true). The
-	// console is also read-only when its database role cannot re-drive.
-	ReadOnly bool
-	// HidePayloads never reads or shows event payloads (CONSOLE_HIDE_PAYLOADS=true).
-	HidePayloads bool
-	// Refresh is how often the overview reloads itself (CONSOLE_REFRESH,
-	// default 10s; 0 turns it off).
-	Refresh time.Duration
-	// ChartMinutes is how many minutes the overview's chart covers
-	// (CONSOLE_CHART_MINUTES, default 180, at most 1440).
-	ChartMinutes int
-	// Page is the events list's page size; 0 means PageSizeDefault (50).
-	Page int
+	// Addr is the listen address.
+	Addr string `env:"CONSOLE_ADDR" envDefault:"127.0.0.1:8080" help:"listen address; any other than loopback needs basic auth and TLS"`
+	// BasicAuth is "user:password". Never logged; no flag (process listings).
+	BasicAuth string `env:"CONSOLE_BASIC_AUTH" secret:"true" flag:"-" help:"'user:password' for HTTP basic auth; no flag"`
+	// BasicAuthFile is an htpasswd file of bcrypt lines
+	// (htpasswd -B -c console.htpasswd alice).
+	BasicAuthFile string `env:"CONSOLE_BASIC_AUTH_FILE" help:"htpasswd file of bcrypt lines ('htpasswd -B'), instead of CONSOLE_BASIC_AUTH"`
+	// TLSCertFile and TLSKeyFile serve HTTPS; both or neither.
+	TLSCertFile string `env:"CONSOLE_TLS_CERT_FILE" help:"TLS certificate (PEM) to serve HTTPS; with CONSOLE_TLS_KEY_FILE"`
+	TLSKeyFile  string `env:"CONSOLE_TLS_KEY_FILE" help:"TLS private key (PEM); with CONSOLE_TLS_CERT_FILE"`
+	// InsecureHTTP allows plain HTTP on a non-loopback address: a TLS
+	// proxy is in front.
+	InsecureHTTP bool `env:"CONSOLE_INSECURE_HTTP" help:"allow plain HTTP on a non-loopback address (a TLS proxy is in front)"`
+	// ReadOnly hides and refuses re-drives. The console is also read-only
+	// when its database role cannot re-drive.
+	ReadOnly bool `env:"CONSOLE_READ_ONLY" help:"hide and refuse re-drives (also automatic when the database role cannot re-drive)"`
+	// HidePayloads never reads or shows event payloads.
+	HidePayloads bool `env:"CONSOLE_HIDE_PAYLOADS" help:"never read event payloads from the database nor show them"`
+	// Refresh is how often the overview reloads itself; 0 turns it off.
+	Refresh time.Duration `env:"CONSOLE_REFRESH" envDefault:"10s" help:"how often the overview reloads itself; 0 turns it off"`
+	// ChartMinutes is how many minutes the overview's chart covers (1..1440).
+	ChartMinutes int `env:"CONSOLE_CHART_MINUTES" envDefault:"180" help:"minutes in the overview chart (1..1440)"`
+	// Page is the events list's page size (1..500); 0 means PageSizeDefault.
+	Page int `env:"CONSOLE_PAGE_SIZE" envDefault:"50" help:"events per page of the list (1..500)"`
 }
 
-// ErrConfig wraps every configuration error.
+// ErrConfig wraps the errors of Validate and of the basic-auth file.
 var ErrConfig = errors.New("console configuration")
 
-// ConfigFromEnv reads CONSOLE_* variables through getenv (os.Getenv),
-// starting from the defaults. Errors name the variable; values of secret
-// variables are never repeated.
-func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	c := Config{Addr: AddrDefault, Refresh: RefreshDefault, ChartMinutes: ChartMinutesDefault}
-	var errs []error
-	if v := strings.TrimSpace(getenv("CONSOLE_ADDR")); v != "" {
-		c.Addr = v
-	}
-	c.BasicAuth = getenv("CONSOLE_BASIC_AUTH")
-	c.BasicAuthFile = strings.TrimSpace(getenv("CONSOLE_BASIC_AUTH_FILE"))
-	c.TLSCertFile = strings.TrimSpace(getenv("CONSOLE_TLS_CERT_FILE"))
-	c.TLSKeyFile = strings.TrimSpace(getenv("CONSOLE_TLS_KEY_FILE"))
-	boolVar := func(name string, dst *bool) {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q is not true or false", name, v))
-				return
-			}
-			*dst = b
-		}
-	}
-	boolVar("CONSOLE_INSECURE_HTTP", &c.InsecureHTTP)
-	boolVar("CONSOLE_READ_ONLY", &c.ReadOnly)
-	boolVar("CONSOLE_HIDE_PAYLOADS", &c.HidePayloads)
-	if v := strings.TrimSpace(getenv("CONSOLE_REFRESH")); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			errs = append(errs, fmt.Errorf("CONSOLE_REFRESH=%q is not a duration (10s, 1m, 0 for off)", v))
-		} else {
-			c.Refresh = d
-		}
-	}
-	if v := strings.TrimSpace(getenv("CONSOLE_CHART_MINUTES")); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1440 {
-			errs = append(errs, fmt.Errorf("CONSOLE_CHART_MINUTES=%q is not a whole number from 1 to 1440", v))
-		} else {
-			c.ChartMinutes = n
-		}
-	}
-	if len(errs) > 0 {
-		return c, fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
-	}
-	return c, nil
+// ConfigFromEnv reads the CONSOLE_* variables through getenv (os.Getenv)
+// over the defaults. Errors are joined *config.FieldError values naming the
+// variable (never the value of CONSOLE_BASIC_AUTH); warnings are for
+// deprecated names.
+func ConfigFromEnv(getenv func(string) string) (Config, []string, error) {
+	c := config.DefaultsOf[Config]()
+	warns, err := config.ParseEnv(&c, getenv)
+	return c, warns, err
 }
+
+// BindFlags registers a flag for each setting of c that has one on fs,
+// writing into c (flags override the environment when parsed after it).
+func (c *Config) BindFlags(fs *flag.FlagSet) *config.FlagParser {
+	p := config.NewFlagParser(fs)
+	p.Bind(c, nil, "outbox-relay console")
+	return p
+}
+
+// SettingsTable is the Markdown table of the console's settings
+// (docs/CONSOLE.md).
+func SettingsTable() string { return config.MarkdownTable(config.SettingsOf(Config{})) }
 
 // Validate checks the security rules before anything listens:
 //   - a BasicAuth without a colon, or both BasicAuth and BasicAuthFile;
@@ -111,6 +87,15 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 // Errors wrap ErrConfig and never contain the password.
 func (c Config) Validate() error {
 	var errs []error
+	if c.ChartMinutes < 1 || c.ChartMinutes > 1440 {
+		errs = append(errs, &config.FieldError{Var: "CONSOLE_CHART_MINUTES", Value: strconv.Itoa(c.ChartMinutes), Reason: "is out of range 1..1440", Err: config.ErrOutOfRange})
+	}
+	if c.Page < 0 || c.Page > 500 {
+		errs = append(errs, &config.FieldError{Var: "CONSOLE_PAGE_SIZE", Value: strconv.Itoa(c.Page), Reason: "is out of range 1..500", Err: config.ErrOutOfRange})
+	}
+	if c.Refresh < 0 {
+		errs = append(errs, &config.FieldError{Var: "CONSOLE_REFRESH", Value: c.Refresh.String(), Reason: "is negative (0 turns the refresh off)", Err: config.ErrOutOfRange})
+	}
 	if c.BasicAuth != "" {
 		if u, p, ok := strings.Cut(c.BasicAuth, ":"); !ok || u == "" || p == "" {
 			errs = append(errs, errors.New("CONSOLE_BASIC_AUTH must be user:password (both non-empty)"))

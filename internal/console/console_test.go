@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -18,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/paragon-outbox/outbox-relay/internal/config"
 
 	"github.com/paragon-outbox/outbox-relay/internal/operator/operatortest"
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
@@ -582,6 +585,7 @@ func TestConfigValidate(t *testing.T) {
 		{Addr: ":8080", BasicAuthFile: "f", InsecureHTTP: true},
 	}
 	for _, c := range ok {
+		c.ChartMinutes = 180
 		if err := c.Validate(); err != nil {
 			t.Errorf("%+v: %v", c, err)
 		}
@@ -596,6 +600,7 @@ func TestConfigValidate(t *testing.T) {
 		"CONSOLE_ADDR": {Addr: "nonsense"},
 	}
 	for want, c := range bad {
+		c.ChartMinutes = 180
 		err := c.Validate()
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%+v: %v, want %q", c, err, want)
@@ -604,15 +609,50 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("error repeats the secret: %v", err)
 		}
 	}
-	env := map[string]string{"CONSOLE_READ_ONLY": "maybe", "CONSOLE_REFRESH": "soon", "CONSOLE_CHART_MINUTES": "0"}
-	_, err := ConfigFromEnv(func(k string) string { return env[k] })
-	for _, want := range []string{"CONSOLE_READ_ONLY=\"maybe\"", "CONSOLE_REFRESH=\"soon\"", "CONSOLE_CHART_MINUTES=\"0\""} {
+	env := map[string]string{"CONSOLE_READ_ONLY": "maybe", "CONSOLE_REFRESH": "soon", "CONSOLE_CHART_MINUTES": "many", "CONSOLE_BASIC_AUTH": "a:hunter22"}
+	_, _, err := ConfigFromEnv(func(k string) string { return env[k] })
+	for _, want := range []string{`CONSOLE_READ_ONLY="maybe"`, `CONSOLE_REFRESH="soon"`, `CONSOLE_CHART_MINUTES="many"`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("env error %v lacks %q", err, want)
 		}
 	}
-	c, err := ConfigFromEnv(func(string) string { return "" })
-	if err != nil || c.Addr != "127.0.0.1:8080" || c.Refresh != 10*time.Second || c.ChartMinutes != 180 {
+	var fe *config.FieldError
+	if !errors.As(err, &fe) {
+		t.Errorf("env error is not a *config.FieldError: %T", err)
+	}
+	for want, c := range map[string]Config{
+		"CONSOLE_CHART_MINUTES=0 is out of range 1..1440": {Addr: AddrDefault, ChartMinutes: 0},
+		"CONSOLE_PAGE_SIZE=501 is out of range 1..500":    {Addr: AddrDefault, ChartMinutes: 5, Page: 501},
+		"CONSOLE_REFRESH=-1s is negative":                 {Addr: AddrDefault, ChartMinutes: 5, Refresh: -time.Second},
+	} {
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, config.ErrOutOfRange) {
+			t.Errorf("%+v: %v, want %q", c, err, want)
+		}
+	}
+	c, _, err := ConfigFromEnv(func(string) string { return "" })
+	if err != nil || c.Addr != "127.0.0.1:8080" || c.Refresh != 10*time.Second || c.ChartMinutes != 180 || c.PageSize() != 50 {
 		t.Errorf("defaults: %+v %v", c, err)
+	}
+}
+
+// TestSettingsTableIsCurrent: docs/CONSOLE.md's settings table is the one
+// generated from Config's declarations.
+func TestSettingsTableIsCurrent(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/CONSOLE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := config.ReplaceBlock(string(doc), "console", SettingsTable())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want != string(doc) {
+		if os.Getenv("UPDATE_DOCS") == "1" {
+			if err := os.WriteFile("../../docs/CONSOLE.md", []byte(want), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		t.Fatal("docs/CONSOLE.md's settings table is stale: run UPDATE_DOCS=1 go test -run TestSettingsTableIsCurrent ./internal/console/")
 	}
 }
