@@ -85,7 +85,7 @@ func TestIndexCost(t *testing.T) {
 	}
 	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / leads }
 	t.Logf("lead insert (trigger writes outbox), %d per statement, best of 6:", leads)
-	t.Logf("  without the three console indexes of migration 00010 %.1f µs/lead, with %.1f µs/lead: x%.3f", per(without), per(with), float64(with)/float64(without))
+	t.Logf("  without the three console indexes of migration 00012 %.1f µs/lead, with %.1f µs/lead: x%.3f", per(without), per(with), float64(with)/float64(without))
 	t.Logf("successful attempt record: without the failed-attempts index %.1f µs, with %.1f µs: x%.3f", per(okWithout), per(okWith), float64(okWith)/float64(okWithout))
 	t.Logf("failed attempt record:     without the failed-attempts index %.1f µs, with %.1f µs: x%.3f", per(failWithout), per(failWith), float64(failWith)/float64(failWithout))
 }
