@@ -63,7 +63,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		timeout   time.Duration
 		dbName    string
 	)
-	cfg, _, err := loadConfig("demo", args, stderr, func(fs *flag.FlagSet) {
+	cfg, fs, err := loadConfig("demo", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&leadsPath, "leads", "testdata/leads-sample.csv", "CSV of leads to load (leads.csv layout)")
 		fs.Float64Var(&fail500, "fail500", 0.05, "share of requests the local endpoint answers 500")
 		fs.Float64Var(&fail429, "fail429", 0.05, "share of requests the local endpoint answers 429 with Retry-After: 1")
@@ -73,12 +73,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if os.Getenv("RELAY_BACKOFF_BASE") == "" {
-		cfg.BackoffBase = 200 * time.Millisecond // retries visible within seconds
-	}
-	if os.Getenv("RELAY_POLL_INTERVAL") == "" {
-		cfg.PollInterval = 50 * time.Millisecond
-	}
+	demoDefaults(&cfg, fs, os.Getenv)
 	log := newLogger(cfg, stderr)
 	if dbName != "" {
 		// A fresh database each run, so the figures below are this run's.
@@ -203,5 +198,18 @@ func waitSettled(ctx context.Context, pool *pgxpool.Pool, after, want int64, tim
 			return errors.New("interrupted")
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// demoDefaults sets the demo's own defaults for the settings that neither
+// the environment nor a flag set: retries visible within seconds.
+func demoDefaults(cfg *config.Config, fs *flag.FlagSet, getenv func(string) string) {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if getenv("RELAY_BACKOFF_BASE") == "" && !set["backoff-base"] {
+		cfg.BackoffBase = 200 * time.Millisecond
+	}
+	if getenv("RELAY_POLL_INTERVAL") == "" && !set["poll-interval"] {
+		cfg.PollInterval = 50 * time.Millisecond
 	}
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"flag"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/paragon-outbox/outbox-relay/internal/config"
 )
@@ -94,6 +96,35 @@ func TestMalformedDatabaseURLNamesThePart(t *testing.T) {
 		}
 		if strings.Contains(stdout+stderr, "s3cretpw") {
 			t.Fatalf("%s shows the password: %s", cmd, stdout+stderr)
+		}
+	}
+}
+
+// TestDemoDefaultsGiveWayToFlagsAndEnvironment: the demo's quick retries
+// apply only where neither a flag nor the environment chose a value.
+func TestDemoDefaultsGiveWayToFlagsAndEnvironment(t *testing.T) {
+	for _, tc := range []struct {
+		env        map[string]string
+		args       []string
+		base, poll time.Duration
+	}{
+		{nil, nil, 200 * time.Millisecond, 50 * time.Millisecond},
+		{nil, []string{"-backoff-base", "3s"}, 3 * time.Second, 50 * time.Millisecond},
+		{map[string]string{"RELAY_POLL_INTERVAL": "1s"}, nil, 200 * time.Millisecond, time.Second},
+		{map[string]string{"RELAY_POLL_INTERVAL": "1s"}, []string{"-poll-interval=2s", "-backoff-base=4s"}, 4 * time.Second, 2 * time.Second},
+	} {
+		getenv := func(k string) string { return tc.env[k] }
+		cfg, err := config.FromEnvFor("demo", getenv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+		if _, err := cfg.CommandFlags("demo", fs).Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		demoDefaults(&cfg, fs, getenv)
+		if cfg.BackoffBase != tc.base || cfg.PollInterval != tc.poll {
+			t.Errorf("env %v args %v: backoff base %s poll %s, want %s %s", tc.env, tc.args, cfg.BackoffBase, cfg.PollInterval, tc.base, tc.poll)
 		}
 	}
 }

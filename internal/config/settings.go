@@ -383,10 +383,14 @@ func (p *FlagParser) Bind(dst any, keep func(Setting) bool, command string) {
 // Visible.Args() and Visible.NArg() hold the arguments after the flags. It
 // returns one warning per hidden flag used, and the flag package's error.
 func (p *FlagParser) Parse(args []string) (warnings []string, err error) {
-	all := flag.NewFlagSet(p.Visible.Name(), flag.ContinueOnError)
-	all.SetOutput(p.Visible.Output())
 	vis := p.Visible
-	all.Usage = func() {
+	// One flag set knows every flag, visible and hidden; its values only
+	// record what was given, in order. The records are then applied with
+	// Visible.Set (so Visible.Visit and Lookup see what was set, as after
+	// Visible.Parse) or to the hidden flag.
+	all := flag.NewFlagSet(vis.Name(), flag.ContinueOnError)
+	all.SetOutput(vis.Output())
+	usage := func() {
 		if vis.Usage != nil {
 			vis.Usage()
 			return
@@ -394,26 +398,68 @@ func (p *FlagParser) Parse(args []string) (warnings []string, err error) {
 		fmt.Fprintf(vis.Output(), "Usage of %s:\n", vis.Name())
 		vis.PrintDefaults()
 	}
-	vis.VisitAll(func(f *flag.Flag) { all.Var(f.Value, f.Name, f.Usage) })
+	all.Usage = usage
+	var given []recorded
+	vis.VisitAll(func(f *flag.Flag) { all.Var(&recorder{f.Value, f.Name, &given}, f.Name, f.Usage) })
 	p.hidden.VisitAll(func(f *flag.Flag) {
 		if vis.Lookup(f.Name) == nil {
-			all.Var(f.Value, f.Name, f.Usage)
+			all.Var(&recorder{f.Value, f.Name, &given}, f.Name, f.Usage)
 		}
 	})
 	if err := all.Parse(args); err != nil {
 		return nil, err
 	}
-	all.Visit(func(f *flag.Flag) {
-		if w, ok := p.why[f.Name]; ok && vis.Lookup(f.Name) == nil {
-			warnings = append(warnings, w)
+	warned := map[string]bool{}
+	for _, g := range given {
+		var err error
+		if vis.Lookup(g.name) != nil {
+			err = vis.Set(g.name, g.value)
+		} else {
+			err = p.hidden.Lookup(g.name).Value.Set(g.value)
+			if w, ok := p.why[g.name]; ok && !warned[g.name] {
+				warned[g.name] = true
+				warnings = append(warnings, w)
+			}
 		}
-	})
+		if err != nil {
+			err = fmt.Errorf("invalid value %q for flag -%s: %v", g.value, g.name, err)
+			fmt.Fprintln(vis.Output(), err)
+			usage()
+			return warnings, err
+		}
+	}
 	// Hand the remaining arguments to Visible ("--" so that none of them
 	// is read as a flag again).
 	if err := vis.Parse(append([]string{"--"}, all.Args()...)); err != nil {
 		return warnings, err
 	}
 	return warnings, nil
+}
+
+type recorded struct{ name, value string }
+
+// recorder is a flag.Value that records each value given for flag name.
+type recorder struct {
+	v     flag.Value
+	name  string
+	given *[]recorded
+}
+
+func (r *recorder) String() string {
+	if r == nil || r.v == nil {
+		return ""
+	}
+	return r.v.String()
+}
+
+func (r *recorder) Set(s string) error {
+	*r.given = append(*r.given, recorded{r.name, s})
+	return nil
+}
+
+func (r *recorder) IsBoolFlag() bool {
+	b, ok := r.v.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // MarkdownTable renders settings as the README's configuration table:

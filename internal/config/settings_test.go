@@ -347,6 +347,13 @@ func TestInspectTakesOnlyItsFlags(t *testing.T) {
 	if !slices.Equal(fs.Args(), []string{"lead:42", "-x"}) || fs.NArg() != 2 {
 		t.Fatalf("args %q", fs.Args())
 	}
+	// The visible flag set knows what was set (as after fs.Parse), and only
+	// its own flags.
+	var set []string
+	fs.Visit(func(f *flag.Flag) { set = append(set, f.Name) })
+	if !slices.Equal(set, []string{"database-url", "json"}) {
+		t.Fatalf("fs.Visit: %v", set)
+	}
 	// Arguments after "--" stay arguments, even if they look like flags.
 	c = config.Defaults()
 	fs = flag.NewFlagSet("outbox-relay inspect", flag.ContinueOnError)
