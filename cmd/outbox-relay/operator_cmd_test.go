@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,8 +20,7 @@ import (
 
 	"github.com/paragon-outbox/outbox-relay/internal/operator"
 	"github.com/paragon-outbox/outbox-relay/internal/operator/operatortest"
-	"github.com/paragon-outbox/outbox-relay/internal/paragon"
-	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
+	"github.com/paragon-outbox/outbox-relay/internal/paragontest"
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
 )
 
@@ -384,24 +382,19 @@ func doctorEnv(t *testing.T) (keyPEM string) {
 	t.Helper()
 	clearEnv(t)
 	db := testdb.New(t)
-	keyPath, keyPEM := writeKey(t)
-	key, err := paragon.ParseSigningKey(keyPEM)
-	if err != nil {
+	key, pemBytes := paragontest.Key(t)
+	keyPath := filepath.Join(t.TempDir(), "signing-key.pem")
+	if err := os.WriteFile(keyPath, pemBytes, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// Paragon stand-in that knows project proj-123 and its key: it answers
 	// GET /projects/proj-123/sdk/me for valid tokens, 404 elsewhere.
-	local, err := paragonlocal.New(paragonlocal.Config{ProjectID: "proj-123", PublicKey: &key.PublicKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(local)
-	t.Cleanup(srv.Close)
+	p := paragontest.New(t, paragontest.Options{ProjectID: "proj-123", Key: key})
 	t.Setenv("DATABASE_URL", db.URL)
 	t.Setenv("PARAGON_PROJECT_ID", "proj-123")
 	t.Setenv("PARAGON_SIGNING_KEY_FILE", keyPath)
-	t.Setenv("PARAGON_BASE_URL", srv.URL)
-	return keyPEM
+	t.Setenv("PARAGON_BASE_URL", p.BaseURL)
+	return string(pemBytes)
 }
 
 // doctorLine returns the report line of check name.

@@ -8,10 +8,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/paragon-outbox/outbox-relay/internal/paragon"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
+	"github.com/paragon-outbox/outbox-relay/internal/paragontest"
 )
 
 // The benchmarks below measure what one App Event costs the two in-process
@@ -22,6 +22,7 @@ import (
 // machine the harness itself takes at a given events/s.
 
 type endpointFixture struct {
+	p       *paragontest.Setup
 	srv     *paragonlocal.Server
 	tokens  *paragon.Tokens
 	payload []byte
@@ -29,18 +30,10 @@ type endpointFixture struct {
 
 func newEndpointFixture(b *testing.B) *endpointFixture {
 	b.Helper()
-	key, _, err := paragonlocal.GenerateKey()
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := paragonlocal.New(paragonlocal.Config{ProjectID: "bench-project", PublicKey: &key.PublicKey, DiscardPayloads: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	tokens, err := paragon.NewTokens(paragon.TokensConfig{Key: key, ProjectID: "bench-project"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := paragontest.New(b, paragontest.Options{
+		ProjectID: "bench-project",
+		Endpoint:  func(c *paragonlocal.Config) { c.DiscardPayloads = true },
+	})
 	raw, err := os.ReadFile("../../testdata/lead-created.example.json")
 	if err != nil {
 		b.Fatal(err)
@@ -49,7 +42,7 @@ func newEndpointFixture(b *testing.B) *endpointFixture {
 	if err := json.Compact(&buf, raw); err != nil {
 		b.Fatal(err)
 	}
-	return &endpointFixture{srv: srv, tokens: tokens, payload: buf.Bytes()}
+	return &endpointFixture{p: p, srv: p.Server, tokens: p.Tokens, payload: buf.Bytes()}
 }
 
 // BenchmarkEndpointServeHTTP: the local endpoint's handler for one accepted
@@ -85,21 +78,7 @@ func BenchmarkEndpointServeHTTP(b *testing.B) {
 // the most events/s this process could deliver with a free database.
 func BenchmarkClientSendLoopback(b *testing.B) {
 	f := newEndpointFixture(b)
-	base, stop, err := paragonlocal.Start("127.0.0.1:0", f.srv)
-	if err != nil {
-		b.Fatal(err)
-	}
-	// After the benchmark: Shutdown would wait up to 5 s for connections
-	// the client dialled but never used (http.Server treats them as new).
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		_ = stop(ctx)
-	})
-	c, err := paragon.NewClient(paragon.ClientConfig{BaseURL: base, ProjectID: "bench-project", Tokens: f.tokens, MaxConns: 64})
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := f.p.NewClient(b, f.tokens, func(cc *paragon.ClientConfig) { cc.MaxConns = 64 })
 	ev := paragon.Event{Name: "Lead Created", UserID: "usr_bench", Payload: f.payload}
 	ctx := context.Background()
 	b.ReportAllocs()

@@ -23,6 +23,7 @@ import (
 
 	"github.com/paragon-outbox/outbox-relay/internal/leads"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
+	"github.com/paragon-outbox/outbox-relay/internal/paragontest"
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
 )
 
@@ -154,20 +155,12 @@ func TestChaos(t *testing.T) {
 	db := testdb.New(t)
 
 	// Local Paragon with every kind of trouble.
-	key, keyPEM, err := paragonlocal.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
 	faults := paragonlocal.Faults{Fail500: 0.05, Fail429: 0.03, RetryAfter: "1", Slow: 0.02, SlowDelay: 300 * time.Millisecond, Drop: 0.02}
-	srv, err := paragonlocal.New(paragonlocal.Config{ProjectID: "chaos", PublicKey: &key.PublicKey, Faults: faults, DiscardPayloads: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, stopParagon, err := paragonlocal.Start("127.0.0.1:0", srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stopParagon(context.Background()) })
+	local := paragontest.New(t, paragontest.Options{
+		ProjectID: "chaos", Faults: faults,
+		Endpoint: func(c *paragonlocal.Config) { c.DiscardPayloads = true },
+	})
+	srv, base, keyPEM := local.Server, local.BaseURL, local.KeyPEM
 
 	// In-process TCP proxies (toxiproxy) in front of Postgres and Paragon.
 	pgCfg, err := pgx.ParseConfig(db.URL)

@@ -40,11 +40,11 @@ import (
 	"github.com/paragon-outbox/outbox-relay/internal/operator"
 	"github.com/paragon-outbox/outbox-relay/internal/operator/operatortest"
 	"github.com/paragon-outbox/outbox-relay/internal/outbox"
-	"github.com/paragon-outbox/outbox-relay/internal/paragon"
-	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
+	"github.com/paragon-outbox/outbox-relay/internal/paragontest"
 	"github.com/paragon-outbox/outbox-relay/internal/relay"
 	"github.com/paragon-outbox/outbox-relay/internal/status"
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
+	"github.com/paragon-outbox/outbox-relay/internal/testutil"
 	relaysql "github.com/paragon-outbox/outbox-relay/sql"
 )
 
@@ -481,28 +481,8 @@ func TestRelayAsRelayRoleDeliversTheAppsLeads(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	const project = "roles-project"
-	key, _, err := paragonlocal.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := paragonlocal.New(paragonlocal.Config{ProjectID: project, PublicKey: &key.PublicKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, stop, err := paragonlocal.Start("127.0.0.1:0", srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stop(context.Background()) })
-	tokens, err := paragon.NewTokens(paragon.TokensConfig{Key: key, ProjectID: project})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := paragon.NewClient(paragon.ClientConfig{BaseURL: base, ProjectID: project, Tokens: tokens, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := paragontest.New(t, paragontest.Options{ProjectID: "roles-project"})
+	srv, client := p.Server, p.Client
 
 	want := copySample(t, e.app)
 	for i := range 8 {
@@ -525,20 +505,11 @@ func TestRelayAsRelayRoleDeliversTheAppsLeads(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(runCtx) }()
 
-	deadline := time.Now().Add(time.Minute)
-	for {
-		delivered := scalar[int64](t, e.db.Pool, `SELECT count(*) FROM outbox WHERE status = 'delivered'`)
-		if delivered == want {
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			<-done
-			t.Fatalf("after a minute %d of %d events delivered; statuses %v", delivered, want,
-				scalar[string](t, e.db.Pool, `SELECT string_agg(status || '=' || n || coalesce(' (' || e || ')', ''), ', ') FROM
-					(SELECT status, count(*) AS n, max(last_error) AS e FROM outbox GROUP BY status) AS s`))
-		}
-		time.Sleep(20 * time.Millisecond)
+	testutil.WaitSettled(t, e.db.Pool, want, time.Minute)
+	if delivered := scalar[int64](t, e.db.Pool, `SELECT count(*) FROM outbox WHERE status = 'delivered'`); delivered != want {
+		cancel()
+		<-done
+		t.Fatalf("%d of %d events delivered", delivered, want)
 	}
 	cancel()
 	if err := <-done; err != nil {
