@@ -5,6 +5,8 @@
 -- $4 user cursor (round-robin position: only users after it are visited in
 -- the fair pass; '' starts from the first), $5 most users visited per claim,
 -- $6 most rows per user in the fair pass.
+-- $7 low-water mark (timestamptz, NULL = none): only pending rows with
+-- next_attempt_at >= $7 are looked at. See "Low-water mark" below.
 --
 -- Fairness: one customer importing 100,000 leads must not starve the others.
 -- The fair pass visits up to $5 users with due events (in user_id order,
@@ -44,16 +46,38 @@
 --   pending index); the check is one probe of outbox_key_undelivered and
 --   is what the guarantee rests on (stale snapshots of REPEATABLE READ
 --   writers, forced re-drives). Unkeyed events skip it.
+--
+-- Low-water mark. Every claimed row leaves an entry in the pending indexes
+-- (outbox_pending_due, outbox_pending_user) that points at a dead row
+-- version once the row moves on. VACUUM removes such entries, and index
+-- scans mark them dead, only once no snapshot may still see the old
+-- version: while a long transaction holds the xmin horizon (a REPEATABLE
+-- READ report, pg_dump, a standby's hot_standby_feedback) they pile up at
+-- the front of both indexes and a claim that starts at the front fetches
+-- the heap tuple of every one of them (measured: p50 commit-to-endpoint 9
+-- ms -> 4 s within 70 s at 500 leads/s, `outbox-relay bench -scenario
+-- snapshot`). The relay passes the next_attempt_at of the oldest row the
+-- fill pass took last time ($7; outbox.Store keeps it): every pending row
+-- older than that was claimed or skipped as locked then, so the bound lets
+-- each scan start past the dead entries, which are then rejected on the
+-- index tuple alone, without a heap fetch. Rows that can appear behind the
+-- mark (a lead whose transaction began before the mark and committed after
+-- it, a row released by another relay, a keyed row whose predecessor was
+-- delivered meanwhile, a claim that rolled back) are found by the periodic
+-- claim without a mark (NULL; Store.RecheckInterval, default 2 s), so
+-- nothing is skipped for longer than that.
 WITH RECURSIVE users (user_id, n) AS (
   (SELECT user_id, 1
    FROM outbox
    WHERE status = 'pending' AND user_id > $4 AND next_attempt_at <= now()
+     AND next_attempt_at >= coalesce($7::timestamptz, '-infinity')
    ORDER BY user_id
    LIMIT 1)
   UNION ALL
   SELECT (SELECT o.user_id
           FROM outbox AS o
           WHERE o.status = 'pending' AND o.user_id > u.user_id AND o.next_attempt_at <= now()
+            AND o.next_attempt_at >= coalesce($7::timestamptz, '-infinity')
           ORDER BY o.user_id
           LIMIT 1),
          u.n + 1
@@ -67,6 +91,7 @@ fair AS MATERIALIZED (
     SELECT o.id
     FROM outbox AS o
     WHERE o.status = 'pending' AND o.user_id = u.user_id AND o.next_attempt_at <= now()
+      AND o.next_attempt_at >= coalesce($7::timestamptz, '-infinity')
       AND (o.ordering_key IS NULL OR NOT EXISTS (
              SELECT 1 FROM outbox AS e
              WHERE e.ordering_key = o.ordering_key AND e.id < o.id
@@ -82,6 +107,7 @@ fill AS MATERIALIZED (
   SELECT id
   FROM outbox
   WHERE status = 'pending' AND next_attempt_at <= now()
+    AND next_attempt_at >= coalesce($7::timestamptz, '-infinity')
     AND id <> ALL (ARRAY(SELECT id FROM fair))
     AND (ordering_key IS NULL OR NOT EXISTS (
            SELECT 1 FROM outbox AS e
@@ -99,4 +125,4 @@ SET status           = 'in_flight',
     lease_expires_at = now() + $3::bigint * interval '1 millisecond'
 WHERE o.id = ANY (ARRAY(SELECT id FROM fair UNION ALL SELECT id FROM fill))
 RETURNING o.id, o.event_id::text, o.event_name, o.user_id, o.payload::text, o.attempts, o.attempts_base, o.created_at,
-          o.id = ANY (ARRAY(SELECT id FROM fair)) AS fair
+          o.id = ANY (ARRAY(SELECT id FROM fair)) AS fair, o.next_attempt_at

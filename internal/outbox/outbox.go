@@ -89,14 +89,21 @@ type Store struct {
 	// pass; default 100. FairPerUser is the most events it takes from each;
 	// default 10. See sql/claim.sql.
 	FairUsers, FairPerUser int
+	// RecheckInterval is how often a claim runs without the low-water mark
+	// (see sql/claim.sql), finding rows that appeared behind it; default 2s.
+	// A row can wait this long beyond its due time in the rare cases listed
+	// there. Negative disables the mark (every claim scans from the front).
+	RecheckInterval time.Duration
 
-	mu     sync.Mutex
-	cursor string // last user served by a fair pass; "" = start over
+	mu        sync.Mutex
+	cursor    string    // last user served by a fair pass; "" = start over
+	mark      time.Time // low-water mark of next_attempt_at; zero = none
+	lastCheck time.Time // last claim without a mark
 }
 
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool, Timeout: 30 * time.Second, FairUsers: 100, FairPerUser: 10}
+	return &Store{pool: pool, Timeout: 30 * time.Second, FairUsers: 100, FairPerUser: 10, RecheckInterval: 2 * time.Second}
 }
 
 // Pool returns the underlying pool.
@@ -134,6 +141,14 @@ func (s *Store) ReadGauges(ctx context.Context) (Gauges, error) {
 	return g, nil
 }
 
+// LowWaterMark returns the low-water mark the next claim may use (zero:
+// none). See sql/claim.sql.
+func (s *Store) LowWaterMark() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mark
+}
+
 // Claim takes up to limit due pending events for relayID, marking them
 // in_flight with a lease of the given length and counting the attempt.
 // It returns at most limit events: a share for each of up to FairUsers
@@ -143,9 +158,16 @@ func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time
 	defer cancel()
 	s.mu.Lock()
 	after := s.cursor
+	var mark *time.Time
+	if s.RecheckInterval >= 0 && !s.mark.IsZero() && time.Since(s.lastCheck) < s.RecheckInterval {
+		m := s.mark
+		mark = &m
+	} else {
+		s.lastCheck = time.Now()
+	}
 	s.mu.Unlock()
 	leaseFrom := time.Now()
-	rows, err := s.pool.Query(ctx, qClaim, relayID, limit, lease.Milliseconds(), after, s.FairUsers, s.FairPerUser)
+	rows, err := s.pool.Query(ctx, qClaim, relayID, limit, lease.Milliseconds(), after, s.FairUsers, s.FairPerUser, mark)
 	if err != nil {
 		return nil, fmt.Errorf("claim outbox rows: %w", err)
 	}
@@ -153,16 +175,24 @@ func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time
 	var payload string
 	fairUsers := map[string]struct{}{}
 	lastFair := ""
+	var oldestFill time.Time // next_attempt_at of the oldest row the fill pass took
+	var newestDue time.Time  // of the newest row taken
 	for rows.Next() {
 		var e Event
 		var fair bool
-		if err := rows.Scan(&e.ID, &e.EventID, &e.Name, &e.UserID, &payload, &e.Attempt, &e.AttemptsBase, &e.CreatedAt, &fair); err != nil {
+		var due time.Time
+		if err := rows.Scan(&e.ID, &e.EventID, &e.Name, &e.UserID, &payload, &e.Attempt, &e.AttemptsBase, &e.CreatedAt, &fair, &due); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("claim outbox rows: scan: %w", err)
 		}
 		if fair {
 			fairUsers[e.UserID] = struct{}{}
 			lastFair = max(lastFair, e.UserID)
+		} else if oldestFill.IsZero() || due.Before(oldestFill) {
+			oldestFill = due
+		}
+		if due.After(newestDue) {
+			newestDue = due
 		}
 		e.Payload = []byte(payload)
 		e.LeaseFrom = leaseFrom
@@ -178,6 +208,19 @@ func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time
 		s.cursor = lastFair
 	} else {
 		s.cursor = ""
+	}
+	// The fill pass takes the oldest due unlocked rows, so every pending row
+	// left behind is at least as new as the oldest it took; when the claim
+	// took fewer than limit, it took every due row. (Bar the cases
+	// sql/claim.sql lists, which the recheck finds.) The mark only moves
+	// forward.
+	if len(evs) < limit && !newestDue.IsZero() {
+		// Every due unlocked pending row was claimed: what is left is newer
+		// than any row taken.
+		oldestFill = newestDue
+	}
+	if !oldestFill.IsZero() && oldestFill.After(s.mark) {
+		s.mark = oldestFill
 	}
 	s.mu.Unlock()
 	return evs, nil
@@ -239,6 +282,11 @@ func (s *Store) Release(ctx context.Context, relayID string, held []Held) (int64
 	if len(held) == 0 {
 		return 0, nil
 	}
+	// Released rows keep their next_attempt_at, which may be behind the
+	// low-water mark: the next claim looks from the front.
+	s.mu.Lock()
+	s.mark = time.Time{}
+	s.mu.Unlock()
 	ids := make([]int64, len(held))
 	att := make([]int32, len(held))
 	for i, h := range held {

@@ -1,0 +1,176 @@
+package outbox_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/paragon-outbox/outbox-relay/internal/outbox"
+	"github.com/paragon-outbox/outbox-relay/internal/testdb"
+	relaysql "github.com/paragon-outbox/outbox-relay/sql"
+)
+
+// claimBuffers runs the claim (in a transaction rolled back, so nothing is
+// claimed) under EXPLAIN (ANALYZE, BUFFERS) with low-water mark mark (nil:
+// none) and returns the shared buffers it touched: the claim's work.
+func claimBuffers(t *testing.T, db *testdb.Database, mark *time.Time) int64 {
+	t.Helper()
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	var plan []struct {
+		Plan struct {
+			Hit  int64 `json:"Shared Hit Blocks"`
+			Read int64 `json:"Shared Read Blocks"`
+		} `json:"Plan"`
+	}
+	var raw []byte
+	err = tx.QueryRow(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+relaysql.Query("claim"),
+		"probe", 500, int64(60_000), "", 100, 10, mark).Scan(&raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &plan); err != nil || len(plan) == 0 {
+		t.Fatalf("EXPLAIN output: %v %s", err, raw)
+	}
+	return plan[0].Plan.Hit + plan[0].Plan.Read
+}
+
+// TestClaimWorkStaysFlatWhileASnapshotIsHeld: while a REPEATABLE READ
+// transaction holds the xmin horizon, every delivered row leaves dead
+// entries in the pending indexes that nothing may remove. The claim with
+// the low-water mark does the same work after 1,000 and after 8,000 such
+// rows; the claim without it (side by side, same database) grows with them.
+func TestClaimWorkStaysFlatWhileASnapshotIsHeld(t *testing.T) {
+	db := testdb.New(t)
+	holder, err := pgx.Connect(ctx, db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	if _, err := holder.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Exec(ctx, "SELECT count(*) FROM outbox"); err != nil {
+		t.Fatal(err)
+	}
+	s := outbox.New(db.Pool)
+	s.RecheckInterval = time.Hour // the mark in use throughout
+	drain := func() {
+		for {
+			evs, err := s.Claim(ctx, "relay", 500, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) == 0 {
+				return
+			}
+			res := make([]outbox.Result, len(evs))
+			for i, e := range evs {
+				res[i] = delivered(e)
+			}
+			if _, err := s.Record(ctx, "relay", res); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deliver := func(n int) {
+		for done := 0; done < n; done += 500 {
+			seed(t, db, 500)
+			drain()
+		}
+	}
+	measure := func() (withMark, without int64) {
+		seed(t, db, 50) // a few pending rows to claim
+		m := s.LowWaterMark()
+		if m.IsZero() {
+			t.Fatal("no low-water mark after claims")
+		}
+		withMark, without = claimBuffers(t, db, &m), claimBuffers(t, db, nil)
+		drain() // those 50 too, so that each measure claims the same rows
+		return withMark, without
+	}
+	deliver(1000)
+	with1, without1 := measure()
+	deliver(7000)
+	with8, without8 := measure()
+	t.Logf("claim buffers after 1,000 / 8,000 delivered rows under a held snapshot: with mark %d / %d, without %d / %d", with1, with8, without1, without8)
+	if float64(with8) > 1.5*float64(with1) {
+		t.Errorf("claim work with the low-water mark grew with dead index entries: %d -> %d buffers", with1, with8)
+	}
+	if float64(without8) < 2*float64(without1) {
+		t.Errorf("claim without the mark did not grow (%d -> %d buffers): the test does not hold a snapshot as it should", without1, without8)
+	}
+}
+
+// TestNothingIsSkippedBehindTheMark: a lead whose transaction began before
+// the mark moved past its next_attempt_at, and committed after, is still
+// claimed (by the claim without a mark every RecheckInterval); so is a row
+// released after the mark moved on.
+func TestNothingIsSkippedBehindTheMark(t *testing.T) {
+	db := testdb.New(t)
+	s := outbox.New(db.Pool)
+	s.RecheckInterval = 300 * time.Millisecond
+
+	late, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := late.Exec(ctx, `INSERT INTO leads (owner_id, last_name) VALUES ('usr_late', 'Late')`); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	seed(t, db, 20)
+	if evs, err := s.Claim(ctx, "relay", 500, time.Minute); err != nil || len(evs) != 20 {
+		t.Fatalf("claim: %d rows, %v", len(evs), err)
+	}
+	mark := s.LowWaterMark()
+	if err := late.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var due time.Time
+	if err := db.Pool.QueryRow(ctx, `SELECT next_attempt_at FROM outbox WHERE user_id = 'usr_late'`).Scan(&due); err != nil {
+		t.Fatal(err)
+	}
+	if !due.Before(mark) {
+		t.Fatalf("the late row (due %s) is not behind the mark (%s): nothing tested", due, mark)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		evs, err := s.Claim(ctx, "relay", 500, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 1 && evs[0].UserID == "usr_late" {
+			break
+		}
+		if len(evs) > 0 || time.Now().After(deadline) {
+			t.Fatalf("the late row was not claimed: got %d rows", len(evs))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// A released row keeps its old next_attempt_at; the next claim looks
+	// from the front.
+	seed(t, db, 3)
+	evs, err := s.Claim(ctx, "relay", 500, time.Minute)
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("claim: %d rows, %v", len(evs), err)
+	}
+	seed(t, db, 3)
+	if _, err := s.Claim(ctx, "relay", 500, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Release(ctx, "relay", []outbox.Held{{ID: evs[0].ID, Attempt: evs[0].Attempt}}); err != nil {
+		t.Fatal(err)
+	}
+	s.RecheckInterval = time.Hour
+	again, err := s.Claim(ctx, "relay", 500, time.Minute)
+	if err != nil || len(again) != 1 || again[0].ID != evs[0].ID {
+		t.Fatalf("released row not claimed again at once: %d rows, %v", len(again), err)
+	}
+}
