@@ -166,14 +166,14 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(tw, "  delivered last 5m\t%d (%.1f/s)\n", r.DeliveredLast5m, r.RatePerSecond5m)
 	fmt.Fprintf(tw, "  dead tuples\toutbox %d, outbox_attempts %d\n", r.Horizon.DeadTuples["outbox"], r.Horizon.DeadTuples["outbox_attempts"])
 	if len(r.Horizon.Holders) == 0 {
-		fmt.Fprintf(tw, "  xmin horizon held by\tnothing\n")
+		fmt.Fprintf(tw, "  xmin held by\tnothing\n")
 	} else {
 		o := r.Horizon.Holders[0]
 		age := "no start time"
 		if o.AgeSeconds != nil {
 			age = "open " + time.Duration(*o.AgeSeconds*float64(time.Second)).Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "  xmin horizon held by\t%s %s (%s, xmin age %d transactions)\n", o.Holder, o.Detail, age, o.XminAge)
+		fmt.Fprintf(tw, "  xmin held by\t%s %s (%s, xmin age %d transactions)\n", o.Holder, o.Detail, age, o.XminAge)
 	}
 	if len(r.TopBacklog) > 0 {
 		fmt.Fprintf(tw, "\nBacklog by Connected User\n  user\tpending\tin_flight\tdead\n")
