@@ -138,18 +138,22 @@ func mustNotContain(t *testing.T, what, body string, nots ...string) {
 
 func TestOverview(t *testing.T) {
 	f := newFixture(t, Config{Addr: AddrDefault, Refresh: 7 * time.Second, ChartMinutes: 60})
+	// dead1 heads the key acct:1, and an event waits behind it.
+	behind := operatortest.Add(t, f.pool, operatortest.Event{User: "usr_alpha", CreatedAgo: time.Minute})
+	exec(t, f.pool, `UPDATE outbox SET ordering_key = 'acct:1' WHERE id = $1`, f.dead1.ID)
+	exec(t, f.pool, `UPDATE outbox SET ordering_key = 'acct:1', status = 'waiting' WHERE id = $1`, behind.ID)
 	code, body, h := f.get(t, "/")
 	if code != 200 {
 		t.Fatalf("GET /: %d\n%s", code, body)
 	}
 	mustContain(t, "overview", body,
-		`id="count-pending">1<`, `id="count-in_flight">1<`, `id="count-delivered">2<`, `id="count-dead">2<`,
+		`id="count-waiting">1<`, `id="count-pending">1<`, `id="count-in_flight">1<`, `id="count-delivered">2<`, `id="count-dead">2<`,
 		`<meta http-equiv="refresh" content="7">`, `<svg role="img"`, "2 delivered",
 		"From the start of the transaction that wrote the event",
 		"relay-host-1-abc", "v9.9.9", "running", "relay-old", "stopped",
 		`href="/events?user=usr_alpha"`, "paragon answered 503", "Top errors",
-		`href="/events?status=dead"`)
-	mustNotContain(t, "overview", body, "Blocked ordering keys")
+		`href="/events?status=dead"`,
+		"Blocked ordering keys", "<code>acct:1</code>", `<a href="/events/`+id(f.dead1)+`">`)
 	for k, want := range map[string]string{
 		"Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY",
 		"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
@@ -184,6 +188,30 @@ func TestOverviewBlockedKeysHook(t *testing.T) {
 	s.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	mustContain(t, "overview", rec.Body.String(), "Blocked ordering keys", "lead:42", `href="/events/7"`, "1m30s")
 	mustContain(t, "overview", rec.Body.String(), "No relay has written a heartbeat")
+}
+
+// TestOrderingKeyFilter: the undelivered events of a key, with the statuses
+// that allow it; a key without one is refused, and so is a bulk re-drive by
+// key (re-drive has no key filter: it would take more than the list shows).
+func TestOrderingKeyFilter(t *testing.T) {
+	f := newFixture(t, Config{Addr: AddrDefault, ChartMinutes: 5})
+	behind := operatortest.Add(t, f.pool, operatortest.Event{User: "usr_alpha", CreatedAgo: time.Minute})
+	exec(t, f.pool, `UPDATE outbox SET ordering_key = 'acct:1' WHERE id = ANY($1)`, []int64{f.dead1.ID, f.dead2.ID})
+	exec(t, f.pool, `UPDATE outbox SET ordering_key = 'acct:1', status = 'waiting' WHERE id = $1`, behind.ID)
+	_, body, _ := f.get(t, "/events?status=waiting&key=acct:1")
+	mustContain(t, "waiting list", body, `<a href="/events/`+id(behind)+`">`)
+	mustNotContain(t, "waiting list", body, `<a href="/events/`+id(f.dead1)+`">`, "bulk-link")
+	_, body, _ = f.get(t, "/events?status=dead&key=acct:1")
+	mustContain(t, "dead list", body, `<a href="/events/`+id(f.dead1)+`">`, `<a href="/events/`+id(f.dead2)+`">`)
+	mustNotContain(t, "dead list", body, "bulk-link")
+	if code, body, _ := f.get(t, "/events?key=acct:1"); code != 400 || !strings.Contains(body, "ordering key can only be searched together with status") {
+		t.Errorf("key without status: %d", code)
+	}
+	if code, body, _ := f.get(t, "/redrive?status=dead&key=acct:1"); code != 400 || !strings.Contains(body, "bulk re-drive by ordering key is not offered") {
+		t.Errorf("bulk by key: %d", code)
+	}
+	_, body, _ = f.get(t, "/events/"+id(f.dead1))
+	mustContain(t, "event page", body, "<code>acct:1</code>", `href="/events?status=waiting&amp;key=acct%3a1"`)
 }
 
 func TestEventsFilters(t *testing.T) {

@@ -22,8 +22,8 @@ func bigOutbox(t *testing.T, delivered int) *pgxpool.Pool {
 	db := testdb.New(t)
 	ctx := context.Background()
 	for _, q := range []string{
-		fmt.Sprintf(`INSERT INTO outbox (event_name, user_id, lead_id, payload, status, attempts, created_at, delivered_at)
-		 SELECT CASE WHEN i %% 2000 = 0 THEN 'Lead Deleted' WHEN i %% 50 = 0 THEN 'Lead Updated' ELSE 'Lead Created' END, 'usr_' || (i %% 2000), i, '{"leadId": 1}', 'delivered', 1,
+		fmt.Sprintf(`INSERT INTO outbox (event_name, user_id, lead_id, ordering_key, payload, status, attempts, created_at, delivered_at)
+		 SELECT CASE WHEN i %% 2000 = 0 THEN 'Lead Deleted' WHEN i %% 50 = 0 THEN 'Lead Updated' ELSE 'Lead Created' END, 'usr_' || (i %% 2000), i, 'lead:' || i, '{"leadId": 1}', 'delivered', 1,
 		        now() - (%[1]d - i) * interval '1 second', now() - (%[1]d - i) * interval '1 second' + interval '80 ms'
 		 FROM generate_series(1, %[1]d) AS i`, delivered),
 		`INSERT INTO outbox_attempts (outbox_id, attempt, relay_id, started_at, finished_at, http_status)
@@ -35,6 +35,11 @@ func bigOutbox(t *testing.T, delivered int) *pgxpool.Pool {
 		`INSERT INTO outbox (event_name, user_id, lead_id, payload, status, created_at)
 		 SELECT 'Lead Created', 'usr_' || (i % 9), 20000000 + i, '{"leadId": 1}', 'pending', now() - i * interval '1 second'
 		 FROM generate_series(1, 500) AS i`,
+		// Keys blocked by a dead head, with events waiting behind it.
+		`UPDATE outbox SET ordering_key = 'acct:' || (lead_id % 100) WHERE status = 'dead'`,
+		`INSERT INTO outbox (event_name, user_id, lead_id, ordering_key, payload, status, created_at)
+		 SELECT 'Lead Updated', 'usr_' || (i % 7), 30000000 + i, 'acct:' || (i % 100), '{"leadId": 1}', 'waiting', now() - i * interval '1 second'
+		 FROM generate_series(1, 400) AS i`,
 		`INSERT INTO outbox_attempts (outbox_id, attempt, relay_id, started_at, finished_at, http_status, error)
 		 SELECT id, 1, 'relay-a', created_at + interval '1 second', created_at + interval '2 seconds', 422, last_error
 		 FROM outbox WHERE status = 'dead'`,
@@ -81,7 +86,8 @@ func seqScans(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) ([]stri
 
 // TestQueriesNeverScanTheOutbox: every statement of the overview and event
 // page, and the events list under every filter combination its form offers
-// (status × Connected User × event name × lead × created range, with and
+// (status × Connected User × event name × lead × created range × ordering
+// key with the statuses that allow it, with and
 // without a page cursor, and error text with status dead and a time), is
 // planned without a sequential scan of outbox or outbox_attempts against a
 // table of many delivered rows.
@@ -103,6 +109,7 @@ func TestQueriesNeverScanTheOutbox(t *testing.T) {
 		"GetEvent":      {mid, false},
 		"EventAttempts": {mid},
 		"EventRedrives": {mid},
+		"BlockedKeys":   {20},
 	}
 	for name, args := range fixed {
 		if bad, plan := seqScans(t, pool, queries.Get(name), args...); len(bad) > 0 {
@@ -111,8 +118,11 @@ func TestQueriesNeverScanTheOutbox(t *testing.T) {
 	}
 	now := time.Now()
 	combos := 0
-	for _, status := range []string{"", "pending", "in_flight", "delivered", "dead"} {
-		for mask := 0; mask < 16; mask++ {
+	for _, status := range []string{"", "waiting", "pending", "in_flight", "delivered", "dead"} {
+		for mask := 0; mask < 32; mask++ {
+			if mask&16 != 0 && !contains(keyStatuses, status) {
+				continue // the page refuses a key without an undelivered status
+			}
 			for _, cursor := range []int64{0, mid} {
 				f := eventFilter{Status: status, Before: cursor}
 				var desc []string
@@ -127,6 +137,10 @@ func TestQueriesNeverScanTheOutbox(t *testing.T) {
 				if mask&4 != 0 {
 					f.LeadID = int64(n / 3)
 					desc = append(desc, "lead")
+				}
+				if mask&16 != 0 {
+					f.OrderingKey = "acct:17"
+					desc = append(desc, "ordering key")
 				}
 				if mask&8 != 0 {
 					f.CreatedFrom, f.CreatedBefore = now.Add(-2*time.Hour), now.Add(-time.Hour)
@@ -143,7 +157,7 @@ func TestQueriesNeverScanTheOutbox(t *testing.T) {
 		}
 	}
 	// Only a start time (the created-from field alone), and only an end.
-	for _, status := range []string{"", "delivered", "dead", "pending"} {
+	for _, status := range []string{"", "delivered", "dead", "pending", "waiting"} {
 		combos += checkList(t, pool, eventFilter{Status: status, CreatedFrom: now.Add(-time.Hour)}, []string{"from only"})
 		combos += checkList(t, pool, eventFilter{Status: status, CreatedBefore: now.Add(-time.Hour)}, []string{"before only"})
 	}
@@ -175,7 +189,7 @@ func checkList(t *testing.T, pool *pgxpool.Pool, f eventFilter, desc []string) i
 		pattern = likeContains(f.ErrorContains)
 	}
 	bad, plan := seqScans(t, pool, queries.Get("ListEvents"), nz(f.Status), nz(f.UserID), nz(f.EventName), ni(f.LeadID),
-		nt(f.CreatedFrom), nt(f.CreatedBefore), pattern, ni(f.Before), PageSizeDefault+1)
+		nt(f.CreatedFrom), nt(f.CreatedBefore), pattern, ni(f.Before), PageSizeDefault+1, nz(f.OrderingKey))
 	if len(bad) > 0 {
 		t.Errorf("events list, status %q, filters [%s], cursor %v: sequential scan of %v\n%s", f.Status, strings.Join(desc, ", "), f.Before != 0, bad, compact(plan))
 	}

@@ -10,13 +10,17 @@
 -- of many delivered rows: no sequential scan of outbox or outbox_attempts.
 
 -- name: Overview :one
--- Counts by status from the partial indexes, one subquery per status (see
+-- Counts by status from the partial indexes, one subquery per status
+-- (waiting: behind an earlier event of its ordering key, counted through
+-- outbox_key_undelivered; skipped events, terminal and unindexed, are not
+-- counted here) (see
 -- sql/gauges.sql: `status IN (...)` matches no partial index). Delivered
 -- rows are counted up to $1 through outbox_delivered_at; past that the page
 -- says "more than". Oldest undelivered: pending or in-flight. Latency of the
 -- last $2 (interval) of deliveries: delivered_at - created_at, where
 -- created_at is the start of the transaction that wrote the lead.
 SELECT now()::timestamptz AS now,
+  (SELECT count(*) FROM outbox WHERE status = 'waiting' AND ordering_key IS NOT NULL) AS waiting,
   (SELECT count(*) FROM outbox WHERE status = 'pending')   AS pending,
   (SELECT count(*) FROM outbox WHERE status = 'in_flight') AS in_flight,
   (SELECT count(*) FROM outbox WHERE status = 'dead')      AS dead,
@@ -112,11 +116,17 @@ LIMIT 50;
 -- last one shown). Filters, each NULL for "any": $1 status, $2 Connected
 -- User, $3 event name, $4 lead id, $5 created at or after, $6 created
 -- before, $7 ILIKE pattern on last_error (the page allows it only with
--- status dead and $5, so it reads outbox_dead_created_at). $9 page size.
-SELECT id, event_id::text AS event_id, event_name, user_id, lead_id, status, attempts, created_at,
+-- status dead and $5, so it reads outbox_dead_created_at), $10 ordering key
+-- (the page allows it only with an undelivered status: waiting, pending,
+-- in_flight or dead, which outbox_key_undelivered holds). $9 page size.
+-- A waiting event always has a key; saying so lets status 'waiting' use
+-- outbox_key_undelivered.
+SELECT id, event_id::text AS event_id, event_name, user_id, lead_id, ordering_key, status, attempts, created_at,
        delivered_at, last_http_status, left(last_error, 200) AS last_error
 FROM outbox
 WHERE ($1::text IS NULL OR status = $1::text)
+  AND ($1::text IS DISTINCT FROM 'waiting' OR ordering_key IS NOT NULL)
+  AND ($10::text IS NULL OR ordering_key = $10::text)
   AND ($2::text IS NULL OR user_id = $2::text)
   AND ($3::text IS NULL OR event_name = $3::text)
   AND ($4::bigint IS NULL OR lead_id = $4::bigint)
@@ -129,7 +139,7 @@ LIMIT $9;
 
 -- name: GetEvent :one
 -- One event; the payload pretty-printed by PostgreSQL unless $2 (hide).
-SELECT id, event_id::text AS event_id, event_name, user_id, lead_id, status, attempts, attempts_base,
+SELECT id, event_id::text AS event_id, event_name, user_id, lead_id, ordering_key, status, attempts, attempts_base,
        created_at, next_attempt_at, delivered_at, last_http_status, last_error, lease_owner, lease_expires_at,
        CASE WHEN $2::bool THEN NULL ELSE jsonb_pretty(payload) END AS payload
 FROM outbox
@@ -144,12 +154,37 @@ WHERE outbox_id = $1
 ORDER BY attempt;
 
 -- name: EventRedrives :many
--- Every re-drive of one event, oldest first (outbox_redrives_outbox_id).
-SELECT redriven_at, redriven_by, coalesce(reason, '') AS reason, previous_status, previous_attempts,
+-- Every re-drive (or skip) of one event, oldest first (outbox_redrives_outbox_id).
+SELECT redriven_at, redriven_by, action, coalesce(reason, '') AS reason, previous_status, previous_attempts,
        previous_last_error, previous_last_http_status
 FROM outbox_redrives
 WHERE outbox_id = $1
 ORDER BY redriven_at, id;
+
+-- name: BlockedKeys :many
+-- Ordering keys held back by a dead event: the dead event is the key's
+-- head (no earlier undelivered event of the key) and events of the key wait
+-- behind it. Dead rows are few (outbox_dead); each key is probed through
+-- outbox_key_undelivered. blocked_seconds counts from the dead event's last
+-- attempt. At most $1 keys, most waiting first.
+SELECT d.ordering_key AS key, d.user_id, d.id AS head_id,
+       w.waiting,
+       extract(epoch FROM now() - coalesce(
+         (SELECT max(coalesce(a.finished_at, a.started_at)) FROM outbox_attempts AS a WHERE a.outbox_id = d.id),
+         d.created_at))::float8 AS blocked_seconds
+FROM outbox AS d
+CROSS JOIN LATERAL (
+  SELECT count(*) AS waiting FROM outbox AS e
+  WHERE e.ordering_key = d.ordering_key AND e.status = 'waiting' AND e.ordering_key IS NOT NULL
+) AS w
+WHERE d.status = 'dead' AND d.ordering_key IS NOT NULL
+  AND w.waiting > 0
+  AND NOT EXISTS (
+    SELECT 1 FROM outbox AS e
+    WHERE e.ordering_key = d.ordering_key AND e.id < d.id AND e.ordering_key IS NOT NULL
+      AND e.status IN ('waiting', 'pending', 'in_flight', 'dead'))
+ORDER BY w.waiting DESC, d.id
+LIMIT $1;
 
 -- name: CanWrite :one
 -- Whether this connection may re-drive: the privileges a re-drive needs

@@ -40,11 +40,11 @@ var staticFS embed.FS
 // BlockedKey is an ordering key whose head event is dead, holding back the
 // events behind it. Shown on the overview when Options.BlockedKeys is set.
 type BlockedKey struct {
-	Key      string
-	UserID   string
-	HeadID   int64 // the dead event at the head of the key
-	Waiting  int64 // events waiting behind it
-	BlockedS float64
+	Key      string  `db:"key"`
+	UserID   string  `db:"user_id"`
+	HeadID   int64   `db:"head_id"`         // the dead event at the head of the key
+	Waiting  int64   `db:"waiting"`         // events waiting behind it
+	BlockedS float64 `db:"blocked_seconds"` // since the head's last attempt
 }
 
 // Options are what Server needs besides the pool.
@@ -54,9 +54,9 @@ type Options struct {
 	// Actor names who re-drives when there is no basic auth; default
 	// operator.DefaultActor (the OS user at this host, as `retry` does).
 	Actor func() string
-	// BlockedKeys lists ordering keys blocked by a dead event. nil until
-	// per-key ordering (issue 11) provides it; the overview then omits the
-	// section. This is the one hook for it.
+	// BlockedKeys lists ordering keys blocked by a dead event; default: the
+	// BlockedKeys query of queries.sql (per-key ordering, migration 00008).
+	// The one hook for it.
 	BlockedKeys func(ctx context.Context) ([]BlockedKey, error)
 }
 
@@ -85,6 +85,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Server, error)
 	}
 	if s.opts.Actor == nil {
 		s.opts.Actor = operator.DefaultActor
+	}
+	if s.opts.BlockedKeys == nil {
+		s.opts.BlockedKeys = func(ctx context.Context) ([]BlockedKey, error) { return s.st.blockedKeys(ctx, 20) }
 	}
 	if s.cfg.PageSize() <= 0 {
 		return nil, errors.New("console: bad page size")
@@ -364,13 +367,13 @@ type eventsData struct {
 
 // formFilter is the filter as typed in the form (for redisplay).
 type formFilter struct {
-	Status, User, Event, Lead, From, Before, Error string
+	Status, User, Event, Lead, From, Before, Error, Key string
 }
 
 func (f formFilter) query() url.Values {
 	v := url.Values{}
 	for k, x := range map[string]string{"status": f.Status, "user": f.User, "event": f.Event, "lead": f.Lead,
-		"from": f.From, "before": f.Before, "error": f.Error} {
+		"from": f.From, "before": f.Before, "error": f.Error, "key": f.Key} {
 		if x != "" {
 			v.Set(k, x)
 		}
@@ -378,17 +381,26 @@ func (f formFilter) query() url.Values {
 	return v
 }
 
-var statuses = []string{"pending", "in_flight", "delivered", "dead"}
+// statuses the list filters by. 'skipped' (an operator released the event
+// from its key) is not among them: terminal and unindexed, listing it
+// alone would read the whole outbox; skipped events show in the other lists.
+var statuses = []string{"waiting", "pending", "in_flight", "delivered", "dead"}
+
+// keyStatuses are the statuses outbox_key_undelivered holds.
+var keyStatuses = []string{"waiting", "pending", "in_flight", "dead"}
 
 // parseFilter reads and checks the events filter. Errors are for people.
 func parseFilter(q url.Values) (formFilter, eventFilter, error) {
 	ff := formFilter{Status: q.Get("status"), User: strings.TrimSpace(q.Get("user")), Event: strings.TrimSpace(q.Get("event")),
 		Lead: strings.TrimSpace(q.Get("lead")), From: strings.TrimSpace(q.Get("from")), Before: strings.TrimSpace(q.Get("before")),
-		Error: strings.TrimSpace(q.Get("error"))}
-	f := eventFilter{Status: ff.Status, UserID: ff.User, EventName: ff.Event, ErrorContains: ff.Error}
+		Error: strings.TrimSpace(q.Get("error")), Key: strings.TrimSpace(q.Get("key"))}
+	f := eventFilter{Status: ff.Status, UserID: ff.User, EventName: ff.Event, ErrorContains: ff.Error, OrderingKey: ff.Key}
 	var errs []string
 	if f.Status != "" && !contains(statuses, f.Status) {
-		errs = append(errs, fmt.Sprintf("status %q is not one of pending, in_flight, delivered, dead", f.Status))
+		errs = append(errs, fmt.Sprintf("status %q is not one of waiting, pending, in_flight, delivered, dead", f.Status))
+	}
+	if f.OrderingKey != "" && !contains(keyStatuses, f.Status) {
+		errs = append(errs, "an ordering key can only be searched together with status waiting, pending, in_flight or dead (the key's undelivered events)")
 	}
 	if ff.Lead != "" {
 		n, err := strconv.ParseInt(ff.Lead, 10, 64)
@@ -471,7 +483,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if f.Before != 0 {
 		d.First = "/events?" + ff.query().Encode()
 	}
-	if !s.readOnly && ff.Status == "dead" && (ff.User != "" || ff.Event != "" || ff.Lead != "" || ff.From != "" || ff.Before != "" || ff.Error != "") {
+	if !s.readOnly && ff.Status == "dead" && (ff.User != "" || ff.Event != "" || ff.Lead != "" || ff.From != "" || ff.Before != "" || ff.Error != "") && ff.Key == "" {
 		d.CanBulk = true
 		d.BulkLink = "/redrive?" + ff.query().Encode()
 	}
@@ -557,6 +569,9 @@ func (s *Server) bulkFilter(w http.ResponseWriter, r *http.Request, q url.Values
 	ff, f, err := parseFilter(q)
 	if err == nil && f.Status != "dead" {
 		err = errors.New("bulk re-drive is for dead events: filter the list by status dead first")
+	}
+	if err == nil && f.OrderingKey != "" {
+		err = errors.New("bulk re-drive by ordering key is not offered (re-drive takes no key filter): open the key's dead head event and re-drive it there")
 	}
 	of := toOperatorFilter(f)
 	if err == nil && of.Empty() {

@@ -38,6 +38,7 @@ func (s store) query(ctx context.Context, name string, args ...any) (pgx.Rows, e
 // overview is the first block of the overview page.
 type overview struct {
 	Now                      time.Time `db:"now"`
+	Waiting                  int64     `db:"waiting"`
 	Pending                  int64     `db:"pending"`
 	InFlight                 int64     `db:"in_flight"`
 	Dead                     int64     `db:"dead"`
@@ -90,6 +91,7 @@ type eventRow struct {
 	EventName      string     `db:"event_name"`
 	UserID         string     `db:"user_id"`
 	LeadID         *int64     `db:"lead_id"`
+	OrderingKey    *string    `db:"ordering_key"`
 	Status         string     `db:"status"`
 	Attempts       int32      `db:"attempts"`
 	CreatedAt      time.Time  `db:"created_at"`
@@ -104,6 +106,7 @@ type eventDetail struct {
 	EventName      string     `db:"event_name"`
 	UserID         string     `db:"user_id"`
 	LeadID         *int64     `db:"lead_id"`
+	OrderingKey    *string    `db:"ordering_key"`
 	Status         string     `db:"status"`
 	Attempts       int32      `db:"attempts"`
 	AttemptsBase   int32      `db:"attempts_base"`
@@ -130,6 +133,7 @@ type attemptRow struct {
 type redriveRow struct {
 	RedrivenAt             time.Time `db:"redriven_at"`
 	RedrivenBy             string    `db:"redriven_by"`
+	Action                 string    `db:"action"` // redrive or skip
 	Reason                 string    `db:"reason"`
 	PreviousStatus         string    `db:"previous_status"`
 	PreviousAttempts       int32     `db:"previous_attempts"`
@@ -171,6 +175,7 @@ type eventFilter struct {
 	CreatedFrom   time.Time
 	CreatedBefore time.Time
 	ErrorContains string
+	OrderingKey   string
 	Before        int64 // keyset cursor: ids below this
 }
 
@@ -199,7 +204,12 @@ func (s store) listEvents(ctx context.Context, f eventFilter, limit int) ([]even
 		pattern = likeContains(f.ErrorContains)
 	}
 	return many[eventRow](ctx, s, "ListEvents", nz(f.Status), nz(f.UserID), nz(f.EventName), ni(f.LeadID),
-		nt(f.CreatedFrom), nt(f.CreatedBefore), pattern, ni(f.Before), limit)
+		nt(f.CreatedFrom), nt(f.CreatedBefore), pattern, ni(f.Before), limit, nz(f.OrderingKey))
+}
+
+// blockedKeys lists ordering keys held back by a dead head event.
+func (s store) blockedKeys(ctx context.Context, limit int) ([]BlockedKey, error) {
+	return many[BlockedKey](ctx, s, "BlockedKeys", limit)
 }
 
 var errNotFound = errors.New("no such event")
