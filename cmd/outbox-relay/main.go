@@ -33,6 +33,7 @@ func commands() []command {
 		{"token", "mint a Paragon User Token for a Connected User with the configured signing key", runToken},
 		{"inspect", "show one event: its row, payload, every attempt and re-drive (outbox id, lead:<id> or event id)", runInspect},
 		{"retry", "re-drive dead events to pending, by id, user, error text or time of death (-dry-run to preview)", runRetry},
+		{"skip", "release ordering keys blocked by a dead event: mark it skipped (never sent) so the key's later events go out", runSkip},
 		{"purge", "delete old delivered and dead events, with their attempts, in small batches", runPurge},
 		{"console", "serve the operator console in the browser: overview, events, attempts, re-drive (CONSOLE_ADDR, default 127.0.0.1:8080)", runConsole},
 		{"doctor", "check database, migrations, signing key, project id, token minting and Paragon reachability", runDoctor},

@@ -183,7 +183,7 @@ func purgeLoop(ctx context.Context, pool *pgxpool.Pool, cfg config.Config, log *
 }
 
 // relayStatements are the statements the relay runs (sql/*.sql).
-var relayStatements = []string{"claim", "record_results", "release", "extend_leases", "rescue_expired", "gauges", "promote_waiting"}
+var relayStatements = []string{"claim", "record_results", "release", "extend_leases", "rescue_expired", "gauges", "blocked_keys_count", "promote_waiting"}
 
 // checkPrivileges EXPLAINs (without running) every statement the relay runs,
 // which checks the role's privileges on every table and column they touch:

@@ -25,7 +25,7 @@ func runRetry(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ids, user, errText, since, reason, by string
 		event, createdFrom, createdBefore     string
 		lead                                  int64
-		all, dryRun                           bool
+		all, dryRun, force                    bool
 	)
 	cfg, fs, err := loadConfig("retry", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&ids, "id", "", "outbox ids, comma separated (e.g. 5000000001,5000000002)")
@@ -40,6 +40,7 @@ func runRetry(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.StringVar(&reason, "reason", "", "why, recorded with each re-drive")
 		fs.StringVar(&by, "by", defaultActor(), "who is re-driving, recorded with each re-drive (default $USER, else the OS user and host)")
 		fs.BoolVar(&dryRun, "dry-run", false, "only show what would be re-driven")
+		fs.BoolVar(&force, "force", false, "also re-drive the skipped events among -id: their ordering key moved on, so the event is sent out of order (recorded as forced)")
 	})
 	if err != nil {
 		return err
@@ -47,7 +48,7 @@ func runRetry(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q (filters are flags: -id, -user, -error, -since, -event, -lead, -created-from, -created-before, -all)", errUsage, fs.Args())
 	}
-	f := operator.Filter{UserID: user, ErrorContains: errText, EventName: event, LeadID: lead, All: all}
+	f := operator.Filter{UserID: user, ErrorContains: errText, EventName: event, LeadID: lead, All: all, Force: force}
 	if f.IDs, err = parseIDs(ids); err != nil {
 		return fmt.Errorf("%w: -id: %v", errUsage, err)
 	}

@@ -196,6 +196,7 @@ var commandGroups = map[string][]string{
 	"status":  {GroupDatabase},
 	"inspect": {GroupDatabase},
 	"retry":   {GroupDatabase},
+	"skip":    {GroupDatabase},
 	"purge":   {GroupDatabase, GroupRetention},
 	"token":   {GroupParagon},
 	"doctor":  {GroupDatabase, GroupParagon},

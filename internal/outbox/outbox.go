@@ -121,12 +121,18 @@ var (
 	qRescue       = relaysql.Query("rescue_expired")
 	qGauges       = relaysql.Query("gauges")
 	qPromote      = relaysql.Query("promote_waiting")
+	qBlockedCount = relaysql.Query("blocked_keys_count")
 )
 
 // Gauges are backlog figures for metrics.
 type Gauges struct {
 	Pending, InFlight, Dead int64
 	OldestPendingSeconds    float64 // age of the oldest pending or in-flight event; 0 if none
+	// BlockedKeys counts ordering keys whose first undelivered event is
+	// dead; OldestBlockedKeySeconds is the age of the oldest such dead
+	// event (0 if none). See sql/blocked_keys_count.sql.
+	BlockedKeys             int64
+	OldestBlockedKeySeconds float64
 }
 
 // ReadGauges counts pending, in-flight and dead rows and the age of the
@@ -137,6 +143,9 @@ func (s *Store) ReadGauges(ctx context.Context) (Gauges, error) {
 	var g Gauges
 	if err := s.pool.QueryRow(ctx, qGauges).Scan(&g.Pending, &g.InFlight, &g.Dead, &g.OldestPendingSeconds); err != nil {
 		return g, fmt.Errorf("read outbox gauges: %w", err)
+	}
+	if err := s.pool.QueryRow(ctx, qBlockedCount).Scan(&g.BlockedKeys, &g.OldestBlockedKeySeconds); err != nil {
+		return g, fmt.Errorf("read outbox gauges: blocked keys: %w", err)
 	}
 	return g, nil
 }

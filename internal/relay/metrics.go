@@ -37,6 +37,10 @@ type Metrics struct {
 	Pending, InFlight, Dead prometheus.Gauge
 	// OldestPendingSeconds is the age of the oldest undelivered event.
 	OldestPendingSeconds prometheus.Gauge
+	// BlockedKeys counts ordering keys whose first undelivered event is
+	// dead (their later events wait); OldestBlockedKeySeconds is the age of
+	// the oldest such dead event, 0 when none.
+	BlockedKeys, OldestBlockedKeySeconds prometheus.Gauge
 }
 
 // NewMetrics creates the collectors and registers them with reg (which may
@@ -71,10 +75,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		InFlight:             prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_relay_in_flight_events", Help: "Outbox rows in status in_flight (all relays)."}),
 		Dead:                 prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_relay_dead_events", Help: "Outbox rows in status dead."}),
 		OldestPendingSeconds: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_relay_oldest_pending_age_seconds", Help: "Age of the oldest pending or in-flight event."}),
+		BlockedKeys: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_relay_blocked_keys",
+			Help: "Ordering keys whose first undelivered event is dead: their later events wait (re-drive or skip the head)."}),
+		OldestBlockedKeySeconds: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_relay_oldest_blocked_key_age_seconds",
+			Help: "Age of the oldest dead event that blocks its ordering key; 0 when none."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Attempts, m.AttemptSeconds, m.ClaimBatch, m.Released, m.Rescued, m.LostLeases, m.Unrecorded,
-			m.DBErrors, m.Breaker, m.BreakerTrips, m.RateLimitWaitSeconds, m.Pending, m.InFlight, m.Dead, m.OldestPendingSeconds)
+			m.DBErrors, m.Breaker, m.BreakerTrips, m.RateLimitWaitSeconds, m.Pending, m.InFlight, m.Dead, m.OldestPendingSeconds,
+			m.BlockedKeys, m.OldestBlockedKeySeconds)
 	}
 	return m
 }

@@ -11,9 +11,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/paragon-outbox/outbox-relay/internal/operator"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
+	"github.com/paragon-outbox/outbox-relay/internal/relay"
+	"github.com/paragon-outbox/outbox-relay/internal/status"
 )
 
 // keyedEvent is one outbox row as the ordering checks need it.
@@ -326,6 +329,8 @@ func TestDeadHeadBlocksOnlyItsKey(t *testing.T) {
 	}
 	cfg := fastConfig("relay-dead-head")
 	cfg.PromoteInterval = 50 * time.Millisecond
+	cfg.GaugeInterval = 50 * time.Millisecond
+	cfg.Metrics = relay.NewMetrics(nil)
 	_, stop := h.start(t, cfg)
 	h.waitStatuses(t, time.Minute, "3 delivered, 2 dead", func(m map[string]int64) bool {
 		return m["delivered"] == 3 && m["dead"] == 2
@@ -349,7 +354,24 @@ func TestDeadHeadBlocksOnlyItsKey(t *testing.T) {
 			t.Fatalf("%s was sent behind a dead head: %s", n, received())
 		}
 	}
+	// Operators see the two blocked keys: status, and the relay's gauges.
+	rep, err := status.Collect(ctx, h.db.Pool, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.BlockedKeys != 2 || len(rep.Blocked) != 2 || rep.Blocked[0].OrderingKey != "a" || rep.Blocked[0].Waiting != 2 ||
+		rep.Blocked[1].OrderingKey != "c" || rep.Counts["waiting"] != 4 || rep.OldestBlockedKeySeconds <= 0 {
+		t.Fatalf("status: blocked %d %+v, counts %v", rep.BlockedKeys, rep.Blocked, rep.Counts)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for promtest.ToFloat64(cfg.Metrics.BlockedKeys) != 2 || promtest.ToFloat64(cfg.Metrics.OldestBlockedKeySeconds) <= 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("gauge outbox_relay_blocked_keys = %v, want 2", promtest.ToFloat64(cfg.Metrics.BlockedKeys))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	var a1, c1 int64
+	var sk operator.SkipResult
 	if err := h.db.Pool.QueryRow(ctx, `SELECT (SELECT id FROM outbox WHERE payload->>'n' = 'a1'), (SELECT id FROM outbox WHERE payload->>'n' = 'c1')`).Scan(&a1, &c1); err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +384,7 @@ func TestDeadHeadBlocksOnlyItsKey(t *testing.T) {
 	if res, err := operator.Redrive(ctx, h.db.Pool, operator.Filter{IDs: []int64{a1}}, "tester", "fixed a", false); err != nil || res.Moved != 1 {
 		t.Fatalf("redrive a1: %+v %v", res, err)
 	}
-	sk, err := operator.Skip(ctx, h.db.Pool, nil, []string{"c"}, "tester", "c1 cannot be fixed")
+	sk, err = operator.Skip(ctx, h.db.Pool, nil, []string{"c"}, "tester", "c1 cannot be fixed")
 	if err != nil || len(sk.Skipped) != 1 || sk.Skipped[0].ID != c1 || sk.Skipped[0].Promoted == nil {
 		t.Fatalf("skip c: %+v %v", sk, err)
 	}

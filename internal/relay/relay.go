@@ -748,6 +748,8 @@ func (r *Relay) gaugeLoop(ctx context.Context) {
 			r.m.InFlight.Set(float64(g.InFlight))
 			r.m.Dead.Set(float64(g.Dead))
 			r.m.OldestPendingSeconds.Set(g.OldestPendingSeconds)
+			r.m.BlockedKeys.Set(float64(g.BlockedKeys))
+			r.m.OldestBlockedKeySeconds.Set(g.OldestBlockedKeySeconds)
 		} else if ctx.Err() == nil {
 			r.m.DBErrors.WithLabelValues("gauges").Inc()
 		}

@@ -19,7 +19,7 @@ import (
 // Report is the summary printed by `outbox-relay status`.
 type Report struct {
 	At     time.Time        `json:"at"`
-	Counts map[string]int64 `json:"counts"` // pending, in_flight, delivered, dead (always all four)
+	Counts map[string]int64 `json:"counts"` // waiting, pending, in_flight, delivered, dead, skipped (always all six)
 	// OldestPendingAge is how long the oldest pending or in-flight event has
 	// waited since it was written, in seconds; 0 when there is none.
 	OldestPendingAgeSeconds float64 `json:"oldest_pending_age_seconds"`
@@ -28,8 +28,15 @@ type Report struct {
 	DeliveredLast5m int64         `json:"delivered_last_5m"`
 	RatePerSecond5m float64       `json:"rate_per_second_5m"`
 	TopBacklog      []UserBacklog `json:"top_backlog"`
-	TopErrors       []ErrorCount  `json:"top_errors"`
-	RecentErrors    []RecentError `json:"recent_errors"`
+	// BlockedKeys counts ordering keys whose first undelivered event is
+	// dead (every later event of the key waits); OldestBlockedKeySeconds is
+	// the age of the oldest such dead head (0 when none); Blocked lists up
+	// to topN of them, oldest first.
+	BlockedKeys             int64         `json:"blocked_keys"`
+	OldestBlockedKeySeconds float64       `json:"oldest_blocked_key_seconds"`
+	Blocked                 []BlockedKey  `json:"blocked"`
+	TopErrors               []ErrorCount  `json:"top_errors"`
+	RecentErrors            []RecentError `json:"recent_errors"`
 	// Horizon is what keeps VACUUM from cleaning the outbox: the oldest
 	// holders of the xmin horizon and the dead tuples they leave.
 	Horizon Horizon `json:"xmin_horizon"`
@@ -67,7 +74,7 @@ func Collect(ctx context.Context, pool *pgxpool.Pool, topN int) (*Report, error)
 	if topN <= 0 {
 		topN = 10
 	}
-	r := &Report{Counts: map[string]int64{"pending": 0, "in_flight": 0, "delivered": 0, "dead": 0}}
+	r := &Report{Counts: map[string]int64{"waiting": 0, "pending": 0, "in_flight": 0, "delivered": 0, "dead": 0, "skipped": 0}}
 	err := pool.QueryRow(ctx, `SELECT now()`).Scan(&r.At)
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
@@ -118,6 +125,12 @@ func Collect(ctx context.Context, pool *pgxpool.Pool, topN int) (*Report, error)
 	if err != nil {
 		return nil, fmt.Errorf("status: backlog: %w", err)
 	}
+	if r.BlockedKeys, r.OldestBlockedKeySeconds, err = countBlockedKeys(ctx, pool); err != nil {
+		return nil, err
+	}
+	if r.Blocked, err = blockedKeys(ctx, pool, topN); err != nil {
+		return nil, err
+	}
 	rows, err = pool.Query(ctx, `
 		SELECT left(error, 300), count(*), count(DISTINCT outbox_id), max(coalesce(finished_at, started_at))
 		FROM outbox_attempts
@@ -162,6 +175,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(tw, "Outbox at %s\n", r.At.UTC().Format(time.RFC3339))
 	fmt.Fprintf(tw, "  pending\t%d\n  in_flight\t%d\n  delivered\t%d\n  dead\t%d\n",
 		r.Counts["pending"], r.Counts["in_flight"], r.Counts["delivered"], r.Counts["dead"])
+	fmt.Fprintf(tw, "  waiting (behind an earlier event of their ordering key)\t%d\n  skipped\t%d\n", r.Counts["waiting"], r.Counts["skipped"])
+	fmt.Fprintf(tw, "  blocked ordering keys (dead head)\t%d", r.BlockedKeys)
+	if r.BlockedKeys > 0 {
+		fmt.Fprintf(tw, " (oldest %s)", (time.Duration(r.OldestBlockedKeySeconds * float64(time.Second))).Round(time.Second))
+	}
+	fmt.Fprintln(tw)
 	fmt.Fprintf(tw, "  oldest undelivered\t%s\n", (time.Duration(r.OldestPendingAgeSeconds * float64(time.Second))).Round(time.Millisecond))
 	fmt.Fprintf(tw, "  delivered last 5m\t%d (%.1f/s)\n", r.DeliveredLast5m, r.RatePerSecond5m)
 	fmt.Fprintf(tw, "  dead tuples\toutbox %d, outbox_attempts %d\n", r.Horizon.DeadTuples["outbox"], r.Horizon.DeadTuples["outbox_attempts"])
@@ -179,6 +198,17 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(tw, "\nBacklog by Connected User\n  user\tpending\tin_flight\tdead\n")
 		for _, u := range r.TopBacklog {
 			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\n", u.UserID, u.Pending, u.InFlight, u.Dead)
+		}
+	}
+	if len(r.Blocked) > 0 {
+		fmt.Fprintf(tw, "\nBlocked ordering keys (re-drive the head: retry -id; or release the key: skip -key)\n  key\tdead head\tevent\tuser\twaiting\tblocked for\tlast error\n")
+		for _, b := range r.Blocked {
+			le := "-"
+			if b.LastError != nil {
+				le = *b.LastError
+			}
+			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%d\t%s\t%s\n", b.OrderingKey, b.DeadHeadID, b.EventName, b.UserID, b.Waiting,
+				(time.Duration(b.BlockedForSeconds * float64(time.Second))).Round(time.Second), oneLine(le))
 		}
 	}
 	if len(r.TopErrors) > 0 {

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestSkipCommand: a dead Lead Created blocks its lead's Lead Updated;
+// `skip -key` releases the key (the dead event becomes skipped, the update
+// pending), records who and why, and `retry -force` is needed to re-drive
+// the skipped event. Bad invocations exit 2 and change nothing.
+func TestSkipCommand(t *testing.T) {
+	db := operatorDB(t)
+	ctx := context.Background()
+	var lead int64
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO leads (owner_id, last_name) VALUES ('usr_s', 'S') RETURNING id`).Scan(&lead); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `UPDATE leads SET title = 'x' WHERE id = $1`, lead); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `UPDATE outbox SET status = 'dead', attempts = 1, last_error = 'rejected, not retried: 422' WHERE event_name = 'Lead Created'`); err != nil {
+		t.Fatal(err)
+	}
+	key := "lead:" + itoa(lead)
+	for _, args := range [][]string{{"skip"}, {"skip", "-by", " ", "-key", key}, {"skip", "-id", "x"}, {"skip", "extra"}} {
+		if code, _, stderr := runCmd(t, args...); code != 2 {
+			t.Errorf("%q: exit %d (%s), want 2", args, code, stderr)
+		}
+	}
+	if n := opCount(t, db.Pool, `SELECT count(*) FROM outbox WHERE status = 'dead'`); n != 1 {
+		t.Fatalf("refused invocations changed the outbox")
+	}
+	code, stdout, stderr := runCmd(t, "skip", "-key", key, "-by", "bob", "-reason", "lead was test data")
+	if code != 0 || !strings.Contains(stdout, "Skipped 1 dead event(s)") || !strings.Contains(stdout, "is now pending") {
+		t.Fatalf("skip: %d\n%s\n%s", code, stdout, stderr)
+	}
+	if n := opCount(t, db.Pool, `SELECT count(*) FROM outbox WHERE event_name = 'Lead Created' AND status = 'skipped'`); n != 1 {
+		t.Errorf("Lead Created not skipped")
+	}
+	if n := opCount(t, db.Pool, `SELECT count(*) FROM outbox WHERE event_name = 'Lead Updated' AND status = 'pending'`); n != 1 {
+		t.Errorf("Lead Updated not released")
+	}
+	if n := opCount(t, db.Pool, `SELECT count(*) FROM outbox_redrives WHERE action = 'skip' AND redriven_by = 'bob' AND reason = 'lead was test data'`); n != 1 {
+		t.Errorf("skip not recorded")
+	}
+	id := itoa(opCount(t, db.Pool, `SELECT id FROM outbox WHERE status = 'skipped'`))
+	if code, stdout, _ := runCmd(t, "retry", "-id", id, "-by", "bob"); code != 0 || !strings.Contains(stdout, "No dead event matches") {
+		t.Errorf("retry without -force of a skipped event: %d %s", code, stdout)
+	}
+	if code, stdout, stderr := runCmd(t, "retry", "-id", id, "-by", "bob", "-force", "-reason", "resend"); code != 0 || !strings.Contains(stdout, "Re-drove 1") {
+		t.Fatalf("retry -force: %d %s %s", code, stdout, stderr)
+	}
+	if n := opCount(t, db.Pool, `SELECT count(*) FROM outbox_redrives WHERE action = 'redrive' AND forced AND previous_status = 'skipped'`); n != 1 {
+		t.Errorf("forced re-drive not recorded as forced")
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
