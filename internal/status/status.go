@@ -175,8 +175,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(tw, "Outbox at %s\n", r.At.UTC().Format(time.RFC3339))
 	fmt.Fprintf(tw, "  pending\t%d\n  in_flight\t%d\n  delivered\t%d\n  dead\t%d\n",
 		r.Counts["pending"], r.Counts["in_flight"], r.Counts["delivered"], r.Counts["dead"])
-	fmt.Fprintf(tw, "  waiting (behind an earlier event of their ordering key)\t%d\n  skipped\t%d\n", r.Counts["waiting"], r.Counts["skipped"])
-	fmt.Fprintf(tw, "  blocked ordering keys (dead head)\t%d", r.BlockedKeys)
+	// waiting: behind an earlier event of their ordering key; blocked
+	// keys: ordering keys whose first undelivered event is dead.
+	fmt.Fprintf(tw, "  waiting\t%d\n  skipped\t%d\n", r.Counts["waiting"], r.Counts["skipped"])
+	fmt.Fprintf(tw, "  blocked keys\t%d", r.BlockedKeys)
 	if r.BlockedKeys > 0 {
 		fmt.Fprintf(tw, " (oldest %s)", (time.Duration(r.OldestBlockedKeySeconds * float64(time.Second))).Round(time.Second))
 	}
