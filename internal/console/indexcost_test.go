@@ -12,7 +12,7 @@ import (
 // TestIndexCost measures what the console's indexes cost the write path,
 // side by side in one run (docs/CONSOLE.md): lead inserts (the trigger
 // writes the outbox row)
-// (outbox_user_id_id, outbox_event_name_id: one more B-tree entry each;
+// (outbox_user_id, outbox_event_name: one more B-tree entry each;
 // outbox_created_at_brin: a summary update at most) and attempt records
 // (outbox_attempts_failed_started_at holds only failed
 // attempts: a successful record pays the predicate check). Each round runs
@@ -50,16 +50,16 @@ func TestIndexCost(t *testing.T) {
 	for round := 0; round < 6; round++ {
 		for i := 0; i < 2; i++ {
 			if (i == 0) == (round%2 == 0) {
-				exec(`DROP INDEX IF EXISTS outbox_user_id_id`)
-				exec(`DROP INDEX IF EXISTS outbox_event_name_id`)
+				exec(`DROP INDEX IF EXISTS outbox_user_id`)
+				exec(`DROP INDEX IF EXISTS outbox_event_name`)
 				exec(`DROP INDEX IF EXISTS outbox_created_at_brin`)
 				exec(`DROP INDEX IF EXISTS outbox_attempts_failed_started_at`)
 				without = best(exec(insertLeads), without)
 				okWithout = best(exec(recordOK), okWithout)
 				failWithout = best(exec(recordFail), failWithout)
 			} else {
-				exec(`CREATE INDEX IF NOT EXISTS outbox_user_id_id ON outbox (user_id, id)`)
-				exec(`CREATE INDEX IF NOT EXISTS outbox_event_name_id ON outbox (event_name, id)`)
+				exec(`CREATE INDEX IF NOT EXISTS outbox_user_id ON outbox (user_id)`)
+				exec(`CREATE INDEX IF NOT EXISTS outbox_event_name ON outbox (event_name)`)
 				exec(`CREATE INDEX IF NOT EXISTS outbox_created_at_brin ON outbox USING brin (created_at)`)
 				exec(`CREATE INDEX IF NOT EXISTS outbox_attempts_failed_started_at ON outbox_attempts (started_at) WHERE error IS NOT NULL`)
 				with = best(exec(insertLeads), with)
@@ -69,14 +69,14 @@ func TestIndexCost(t *testing.T) {
 		}
 	}
 	// Size per row: what each index adds to every insert, independent of load.
-	exec(`CREATE INDEX IF NOT EXISTS outbox_user_id_id ON outbox (user_id, id)`)
-	exec(`CREATE INDEX IF NOT EXISTS outbox_event_name_id ON outbox (event_name, id)`)
+	exec(`CREATE INDEX IF NOT EXISTS outbox_user_id ON outbox (user_id)`)
+	exec(`CREATE INDEX IF NOT EXISTS outbox_event_name ON outbox (event_name)`)
 	exec(`CREATE INDEX IF NOT EXISTS outbox_created_at_brin ON outbox USING brin (created_at)`)
 	var rows int64
 	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&rows); err != nil {
 		t.Fatal(err)
 	}
-	for _, ix := range []string{"outbox_pkey", "outbox_user_id_id", "outbox_event_name_id", "outbox_created_at_brin"} {
+	for _, ix := range []string{"outbox_pkey", "outbox_user_id", "outbox_event_name", "outbox_created_at_brin"} {
 		var size int64
 		if err := db.Pool.QueryRow(ctx, `SELECT pg_relation_size($1::regclass)`, ix).Scan(&size); err != nil {
 			t.Fatal(err)
