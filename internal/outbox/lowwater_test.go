@@ -60,6 +60,7 @@ func TestClaimWorkStaysFlatWhileASnapshotIsHeld(t *testing.T) {
 	}
 	s := outbox.New(db.Pool)
 	s.RecheckInterval = time.Hour // the mark in use throughout
+	s.MarkLag = 0                 // the rows are delivered within a second here
 	drain := func() {
 		for {
 			evs, err := s.Claim(ctx, "relay", 500, time.Minute)
@@ -115,6 +116,7 @@ func TestNothingIsSkippedBehindTheMark(t *testing.T) {
 	db := testdb.New(t)
 	s := outbox.New(db.Pool)
 	s.RecheckInterval = 300 * time.Millisecond
+	s.MarkLag = 0
 
 	late, err := db.Pool.Begin(ctx)
 	if err != nil {

@@ -94,6 +94,12 @@ type Store struct {
 	// A row can wait this long beyond its due time in the rare cases listed
 	// there. Negative disables the mark (every claim scans from the front).
 	RecheckInterval time.Duration
+	// MarkLag keeps the low-water mark this far behind the rows it was taken
+	// from; default 1s. A lead's next_attempt_at is its transaction's start,
+	// so concurrent inserts commit slightly out of order: without the lag a
+	// row committed a few milliseconds late would wait for the re-check.
+	// The claim then reads at most MarkLag's worth of dead index entries.
+	MarkLag time.Duration
 
 	mu        sync.Mutex
 	cursor    string    // last user served by a fair pass; "" = start over
@@ -103,7 +109,7 @@ type Store struct {
 
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool, Timeout: 30 * time.Second, FairUsers: 100, FairPerUser: 10, RecheckInterval: 2 * time.Second}
+	return &Store{pool: pool, Timeout: 30 * time.Second, FairUsers: 100, FairPerUser: 10, RecheckInterval: 2 * time.Second, MarkLag: time.Second}
 }
 
 // Pool returns the underlying pool.
@@ -228,8 +234,8 @@ func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time
 		// than any row taken.
 		oldestFill = newestDue
 	}
-	if !oldestFill.IsZero() && oldestFill.After(s.mark) {
-		s.mark = oldestFill
+	if !oldestFill.IsZero() && oldestFill.Add(-s.MarkLag).After(s.mark) {
+		s.mark = oldestFill.Add(-s.MarkLag)
 	}
 	s.mu.Unlock()
 	return evs, nil
