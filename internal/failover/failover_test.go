@@ -20,6 +20,7 @@ import (
 
 	"github.com/paragon-outbox/outbox-relay/internal/migrate"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
+	"github.com/paragon-outbox/outbox-relay/internal/paragontest"
 	"github.com/paragon-outbox/outbox-relay/internal/pgcluster"
 	"github.com/paragon-outbox/outbox-relay/internal/pgutil"
 )
@@ -55,21 +56,10 @@ type env struct {
 
 func newEnv(t *testing.T, databaseURL string) *env {
 	t.Helper()
-	key, keyPEM, err := paragonlocal.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := paragonlocal.New(paragonlocal.Config{ProjectID: "failover", PublicKey: &key.PublicKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, stop, err := paragonlocal.Start("127.0.0.1:0", srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stop(context.Background()) })
+	local := paragontest.New(t, paragontest.Options{ProjectID: "failover"})
+	srv, base := local.Server, local.BaseURL
 	keyFile := filepath.Join(t.TempDir(), "key.pem")
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+	if err := os.WriteFile(keyFile, local.KeyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	port, err := pgcluster.FreePort()
