@@ -23,8 +23,10 @@ type authenticator struct {
 }
 
 // dummyHash is compared against for unknown users so that a wrong user name
-// takes as long as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("outbox-relay console unknown user"), bcrypt.DefaultCost)
+// takes as long as a wrong password: bcrypt (cost 10) of a fixed text,
+// written out rather than computed at package init, which would delay every
+// outbox-relay process's start (and its SIGTERM handler) by a bcrypt run.
+var dummyHash = []byte("$2a$10$1dwY7j4DFqKlZ3taOXNmbOXI/xoacckvOEePqGeiqyN9zLmUBOqUq")
 
 // newAuthenticator builds the authenticator of c, or nil without auth.
 // Errors name the file and line, never a hash or password.
