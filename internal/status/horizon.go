@@ -32,6 +32,9 @@ type Horizon struct {
 	// DeadTuples are dead row versions by outbox table, from
 	// pg_stat_user_tables (statistics, so approximate and a little late).
 	DeadTuples map[string]int64 `json:"dead_tuples"`
+	// Error says why the horizon could not be read (in a status Report;
+	// e.g. no EXECUTE on outbox_xmin_horizon()); "" when it was.
+	Error string `json:"error,omitempty"`
 }
 
 // OldestAgeSeconds is the longest-open holder's age in seconds (0 if none

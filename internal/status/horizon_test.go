@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paragon-outbox/outbox-relay/internal/status"
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
@@ -71,5 +75,50 @@ func TestStatusNamesTheHolderOfTheXminHorizon(t *testing.T) {
 	}
 	if _, ok := js.Horizon.DeadTuples["outbox"]; !ok {
 		t.Fatalf("-json xmin_horizon.dead_tuples: %s", b.String())
+	}
+}
+
+// TestStatusWithoutTheHorizonFunction: a role that may read the outbox but
+// not call outbox_xmin_horizon() (sql/roles.sql not re-run after upgrading)
+// still gets its status, with the reason the horizon is unknown.
+func TestStatusWithoutTheHorizonFunction(t *testing.T) {
+	db := testdb.New(t)
+	ctx := context.Background()
+	role := fmt.Sprintf("status_nohorizon_%d", time.Now().UnixNano())
+	for _, q := range []string{
+		"CREATE ROLE " + role + " LOGIN",
+		"GRANT SELECT ON ALL TABLES IN SCHEMA public TO " + role,
+	} {
+		if _, err := db.Pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = db.Pool.Exec(context.Background(), "DROP OWNED BY "+role)
+		_, _ = db.Pool.Exec(context.Background(), "DROP ROLE "+role)
+	})
+	u, err := url.Parse(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	pool, err := pgxpool.New(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	rep, err := status.Collect(ctx, pool, 5)
+	if err != nil {
+		t.Fatalf("status failed for want of the horizon function: %v", err)
+	}
+	if !strings.Contains(rep.Horizon.Error, "42501") {
+		t.Fatalf("horizon error %q, want permission denied (42501)", rep.Horizon.Error)
+	}
+	var b bytes.Buffer
+	if err := rep.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "re-run sql/roles.sql") {
+		t.Fatalf("status does not say what to do:\n%s", b.String())
 	}
 }

@@ -156,8 +156,10 @@ func Collect(ctx context.Context, pool *pgxpool.Pool, topN int) (*Report, error)
 	if err != nil {
 		return nil, fmt.Errorf("status: recent errors: %w", err)
 	}
+	// A role that may not read the horizon (sql/roles.sql not re-run after
+	// migration 00010) still gets the rest of the report.
 	if r.Horizon, err = ReadHorizon(ctx, pool); err != nil {
-		return nil, fmt.Errorf("status: %w", err)
+		r.Horizon.Error = err.Error()
 	}
 	return r, nil
 }
@@ -186,7 +188,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(tw, "  oldest undelivered\t%s\n", (time.Duration(r.OldestPendingAgeSeconds * float64(time.Second))).Round(time.Millisecond))
 	fmt.Fprintf(tw, "  delivered last 5m\t%d (%.1f/s)\n", r.DeliveredLast5m, r.RatePerSecond5m)
 	fmt.Fprintf(tw, "  dead tuples\toutbox %d, outbox_attempts %d\n", r.Horizon.DeadTuples["outbox"], r.Horizon.DeadTuples["outbox_attempts"])
-	if len(r.Horizon.Holders) == 0 {
+	if r.Horizon.Error != "" {
+		fmt.Fprintf(tw, "  xmin held by\tunknown (%s; re-run sql/roles.sql)\n", r.Horizon.Error)
+	} else if len(r.Horizon.Holders) == 0 {
 		fmt.Fprintf(tw, "  xmin held by\tnothing\n")
 	} else {
 		o := r.Horizon.Holders[0]
