@@ -22,6 +22,14 @@
 -- real outcome replaces that placeholder.
 --
 -- Returns the ids that moved; the caller counts the others as lost leases.
+--
+-- Plan (internal/outbox TestHotStatementPlansScaleWithTheBatch): a nested
+-- loop over the results with one primary-key probe of outbox per result.
+-- The join is on o.id = r.id only: an extra "o.id = ANY ($2)" let the
+-- planner scan outbox by the array and compare every row with every result
+-- in a join filter (n² work: 249,500 rows removed for a 500-row batch, 85%
+-- of the relay's database time). unnest's row estimate (10) makes the
+-- per-result probe the cheapest plan at every batch size, custom or generic.
 WITH r AS (
   SELECT *
   FROM unnest($2::bigint[], $3::int[], $4::text[], $5::int[], $6::text[],
@@ -42,8 +50,7 @@ moved AS (
       claimed_at       = NULL,
       lease_expires_at = NULL
   FROM r
-  WHERE o.id = ANY ($2::bigint[]) -- primary-key lookups, not a hash join over the table
-    AND o.id = r.id
+  WHERE o.id = r.id
     AND o.attempts = r.attempt
     AND ((o.status = 'in_flight' AND o.lease_owner = $1)
          OR (o.status = 'pending' AND o.attempts_base < o.attempts))

@@ -210,7 +210,8 @@ func run(ctx context.Context, o options) error {
 	if !in.Scan() || strings.TrimSpace(in.Text()) != "go" {
 		return errors.New(`expected "go" on stdin`)
 	}
-	completed, cancelSub := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed)
+	// A buffer for every job: River drops events that overflow it.
+	completed, cancelSub := client.SubscribeConfig(&river.SubscribeConfig{ChanSize: total + 1000, Kinds: []river.EventKind{river.EventKindJobCompleted, river.EventKindJobFailed}})
 	defer cancelSub()
 	start := time.Now()
 	if err := client.Start(ctx); err != nil {
