@@ -95,8 +95,8 @@ func TestProfilePath(t *testing.T) {
 
 func TestParseScenarios(t *testing.T) {
 	all, err := ParseScenarios("all")
-	if err != nil || !slices.Equal(all, Names()) || len(all) != 9 || all[8] != "river" {
-		t.Fatalf("all = %v, %v; want the 9 scenarios, river last", all, err)
+	if err != nil || !slices.Equal(all, Names()) || !slices.Contains(all, "river") || !slices.Contains(all, "drain") {
+		t.Fatalf("all = %v, %v; want every scenario (Names()), river and drain among them", all, err)
 	}
 	got, err := ParseScenarios("latency, drain,latency")
 	if err != nil || strings.Join(got, ",") != "latency,drain" {
