@@ -96,7 +96,7 @@ func TestHotStatementPlansScaleWithTheBatch(t *testing.T) {
 	claimSQL := relaysql.Query("claim")
 	claim := func(tx pgx.Tx, n int) (ids []int64, attempts []int32) {
 		t.Helper()
-		rows, err := tx.Query(ctx, claimSQL, relay, n, int64(60_000), "", 100, 10)
+		rows, err := tx.Query(ctx, claimSQL, relay, n, int64(60_000), "", 100, 10, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +121,7 @@ func TestHotStatementPlansScaleWithTheBatch(t *testing.T) {
 		args func(tx pgx.Tx, n int) []any // claims its rows in tx first if needed
 	}
 	stmts := []statement{
-		{"claim", func(tx pgx.Tx, n int) []any { return []any{relay, n, int64(60_000), "", 100, 10} }},
+		{"claim", func(tx pgx.Tx, n int) []any { return []any{relay, n, int64(60_000), "", 100, 10, nil} }},
 		{"record_results", func(tx pgx.Tx, n int) []any {
 			ids, att := claim(tx, n)
 			outcomes, statuses, errs := make([]string, n), make([]*int32, n), make([]*string, n)
