@@ -125,4 +125,4 @@ SET status           = 'in_flight',
     lease_expires_at = now() + $3::bigint * interval '1 millisecond'
 WHERE o.id = ANY (ARRAY(SELECT id FROM fair UNION ALL SELECT id FROM fill))
 RETURNING o.id, o.event_id::text, o.event_name, o.user_id, o.payload::text, o.attempts, o.attempts_base, o.created_at,
-          o.id = ANY (ARRAY(SELECT id FROM fair)) AS fair, o.next_attempt_at
+          o.id = ANY (ARRAY(SELECT id FROM fair)) AS fair, o.next_attempt_at, o.ordering_key IS NOT NULL AS keyed

@@ -113,6 +113,7 @@ func defs() []scenarioDef {
 		{"ratelimit", "requests/s at the endpoint under RELAY_RATE_LIMIT", runRateLimit},
 		{"churn", "a simulated week at 1,000,000 events/day (scaled down): table and index sizes under delivery, purge and VACUUM", runChurn},
 		{"snapshot", "latency at 500 leads/s with and without a REPEATABLE READ snapshot held, per 10 s window", runSnapshot},
+		{"ordering", "cost of per-key ordering: drain of 100,000 events unkeyed vs over 10,000 and 10 ordering keys; keyed claim at 10k and 1M pending", runOrdering},
 		{"river", "the relay beside River v0.51.2 (bench/river subprocess): drain, Postgres CPU and WAL per event, cold-start latency", runRiver},
 	}
 }

@@ -52,6 +52,9 @@ type Event struct {
 	// the lease length, so a send finished before then cannot overlap a
 	// re-send after lease rescue.
 	LeaseFrom time.Time
+	// Keyed: the event has an ordering key; its delivery may make the next
+	// event of the key pending.
+	Keyed bool
 }
 
 // Outcome is what a finished attempt did to its row.
@@ -74,6 +77,9 @@ type Result struct {
 	Started    time.Time     // attempt start
 	Finished   time.Time     // attempt end
 	RetryDelay time.Duration // for OutcomeRetry: next attempt at database now() + RetryDelay
+	// Keyed is Event.Keyed (not written; tells the relay that recording a
+	// delivery may have made another event of the key claimable).
+	Keyed bool
 	// Uncounted: this attempt does not count toward the event's max
 	// attempts (configuration refused, breaker open, shutting down).
 	Uncounted bool
@@ -196,7 +202,7 @@ func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time
 		var e Event
 		var fair bool
 		var due time.Time
-		if err := rows.Scan(&e.ID, &e.EventID, &e.Name, &e.UserID, &payload, &e.Attempt, &e.AttemptsBase, &e.CreatedAt, &fair, &due); err != nil {
+		if err := rows.Scan(&e.ID, &e.EventID, &e.Name, &e.UserID, &payload, &e.Attempt, &e.AttemptsBase, &e.CreatedAt, &fair, &due, &e.Keyed); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("claim outbox rows: scan: %w", err)
 		}

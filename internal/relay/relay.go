@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -154,6 +155,7 @@ type Relay struct {
 	leaseFrom   map[int64]time.Time
 	outstanding int
 	freed       chan struct{} // signalled when outstanding drops
+	kick        chan struct{} // signalled when a keyed event was delivered
 
 	retrySummary retrySummary
 	stopping     atomic.Bool // set when Run begins shutting down
@@ -180,6 +182,7 @@ func New(store *outbox.Store, sender Sender, cfg Config, log *slog.Logger) (*Rel
 		held:      make(map[int64]int32),
 		leaseFrom: make(map[int64]time.Time),
 		freed:     make(chan struct{}, 1),
+		kick:      make(chan struct{}, 1),
 		breaker:   newBreaker(cfg.BreakerThreshold, cfg.BreakerMinCooldown, cfg.BreakerMaxCooldown),
 		m:         cfg.Metrics,
 	}
@@ -421,6 +424,16 @@ func (r *Relay) claimLoop(ctx, bg context.Context, work chan<- outbox.Event) {
 			case <-ctx.Done():
 				return
 			case <-poll.C:
+			case <-r.kick:
+				// A keyed event was delivered: the next event of its key
+				// is pending now; claim it without waiting out the poll.
+				idleWait = r.cfg.MinPollInterval
+				if !poll.Stop() {
+					select {
+					case <-poll.C:
+					default:
+					}
+				}
 			}
 		}
 	}
@@ -558,7 +571,7 @@ func (r *Relay) handBack(ev outbox.Event, work <-chan outbox.Event) (probe outbo
 
 // decide turns a send result into the row's next state.
 func (r *Relay) decide(ev outbox.Event, res paragon.Result) outbox.Result {
-	out := outbox.Result{ID: ev.ID, Attempt: ev.Attempt, HTTPStatus: res.Status, Started: res.Started, Finished: res.Finished}
+	out := outbox.Result{ID: ev.ID, Attempt: ev.Attempt, HTTPStatus: res.Status, Started: res.Started, Finished: res.Finished, Keyed: ev.Keyed}
 	if res.Err != nil {
 		out.Error = res.Err.Error()
 	}
@@ -625,6 +638,7 @@ func (r *Relay) flush(ctx context.Context, buf []outbox.Result) {
 		if err == nil {
 			r.log.Debug("recorded", slog.Int("results", len(buf)), slog.Duration("took", time.Since(t0)))
 			r.count(buf, moved)
+			r.kickIfPromoted(buf, moved)
 			break
 		}
 		r.m.DBErrors.WithLabelValues("record").Inc()
@@ -648,6 +662,22 @@ func (r *Relay) flush(ctx context.Context, buf []outbox.Result) {
 		ids[i] = b.ID
 	}
 	r.forget(ids)
+}
+
+// kickIfPromoted wakes the claim loop when a recorded delivery of a keyed
+// event may have made the next event of its key pending (record_results
+// promotes it): events of one key go one at a time, and waiting out the
+// idle poll between them would make each key as slow as the poll interval.
+func (r *Relay) kickIfPromoted(buf []outbox.Result, moved []int64) {
+	for _, b := range buf {
+		if b.Keyed && b.Outcome == outbox.OutcomeDelivered && slices.Contains(moved, b.ID) {
+			select {
+			case r.kick <- struct{}{}:
+			default:
+			}
+			return
+		}
+	}
 }
 
 func (r *Relay) count(buf []outbox.Result, moved []int64) {

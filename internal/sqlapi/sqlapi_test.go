@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -332,5 +333,39 @@ func TestEnqueueCommitOrder(t *testing.T) {
 	}
 	if bad != 0 {
 		t.Fatalf("%d events of seq:1 have a lower id than an event committed before them", bad)
+	}
+}
+
+// TestLeadExamplesMatchTheTriggers: the field names of
+// testdata/lead-updated.example.json and lead-deleted.example.json (the
+// schemas people paste into Paragon) are what the triggers send.
+func TestLeadExamplesMatchTheTriggers(t *testing.T) {
+	db := testdb.New(t)
+	p := db.Pool
+	var id int64
+	if err := p.QueryRow(context.Background(), `
+		INSERT INTO leads (external_id, owner_id, first_name, last_name, company, title, phone, lead_source, status, country,
+		                   annual_revenue, number_of_employees, description)
+		VALUES ('ext', 'u', 'Sahra', 'Kohrt', 'Menne', 'CTO', '123', 'Webinar', 'Open', 'Germany', 1, 2, 'd') RETURNING id`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, p, `UPDATE leads SET title = 'VP', phone = NULL, status = 'Working' WHERE id = $1`, id)
+	exec(t, p, `DELETE FROM leads WHERE id = $1`, id)
+	got := rows(t, p, `WHERE event_name <> 'Lead Created'`)
+	for i, file := range []string{"lead-updated", "lead-deleted"} {
+		b, err := os.ReadFile("../../testdata/" + file + ".example.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want map[string]any
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatal(err)
+		}
+		if keys(want) != keys(got[i].Payload) {
+			t.Errorf("%s.example.json has fields %s, the trigger sends %s", file, keys(want), keys(got[i].Payload))
+		}
+		if i == 0 && !reflect.DeepEqual(want["changedFields"], got[i].Payload["changedFields"]) {
+			t.Errorf("changedFields: example %v, trigger %v", want["changedFields"], got[i].Payload["changedFields"])
+		}
 	}
 }
