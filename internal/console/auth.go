@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -20,6 +21,11 @@ type authenticator struct {
 	pass [32]byte // sha256 of the password (constant-time compare)
 	// hashes maps user -> bcrypt hash (htpasswd mode).
 	hashes map[string][]byte
+	// verified remembers credentials bcrypt accepted (by their SHA-256), so
+	// that a page's every request does not pay a bcrypt run (~70 ms, seconds
+	// on a loaded machine). Only successes are kept.
+	mu       sync.Mutex
+	verified map[[32]byte]string
 }
 
 // dummyHash is compared against for unknown users so that a wrong user name
@@ -47,7 +53,7 @@ func loadHtpasswd(path string) (*authenticator, error) {
 		return nil, fmt.Errorf("%w: CONSOLE_BASIC_AUTH_FILE: %v", ErrConfig, err)
 	}
 	defer f.Close()
-	a := &authenticator{hashes: map[string][]byte{}}
+	a := &authenticator{hashes: map[string][]byte{}, verified: map[[32]byte]string{}}
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -84,10 +90,25 @@ func (a *authenticator) check(r *http.Request) (string, bool) {
 		okPass := subtle.ConstantTimeCompare(sum[:], a.pass[:]) == 1
 		return u, okUser && okPass
 	}
+	key := sha256.Sum256([]byte(u + "\x00" + p))
+	a.mu.Lock()
+	who, seen := a.verified[key]
+	a.mu.Unlock()
+	if seen {
+		return who, true
+	}
 	h, known := a.hashes[u]
 	if !known {
 		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(p))
 		return "", false
 	}
-	return u, bcrypt.CompareHashAndPassword(h, []byte(p)) == nil
+	if bcrypt.CompareHashAndPassword(h, []byte(p)) != nil {
+		return "", false
+	}
+	a.mu.Lock()
+	if len(a.verified) < 1000 {
+		a.verified[key] = u
+	}
+	a.mu.Unlock()
+	return u, true
 }

@@ -518,7 +518,9 @@ func TestBasicAuthFile(t *testing.T) {
 	for _, tc := range []struct {
 		u, p string
 		ok   bool
-	}{{"bob", "pw-of-bob", true}, {"carol", "pw-of-bob", true}, {"bob", "wrong", false}, {"dave", "pw-of-bob", false}} {
+	}{{"bob", "pw-of-bob", true}, {"carol", "pw-of-bob", true}, {"bob", "wrong", false}, {"dave", "pw-of-bob", false},
+		// Again, after successes were remembered: still exact.
+		{"bob", "pw-of-bob", true}, {"bob", "pw-of-bob ", false}, {"carol", "wrong", false}} {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.SetBasicAuth(tc.u, tc.p)
 		if u, ok := a.check(r); ok != tc.ok || (ok && u != tc.u) {
