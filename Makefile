@@ -57,12 +57,23 @@ config-docs: ## regenerate the README configuration table from internal/config's
 fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')
 
-lint: vet $(GOLANGCI_LINT) ## gofmt check, go vet and golangci-lint (.golangci.yml) on the whole tree
+# sqlc (v1.31.1) is pinned in its own module, tools/sqlc (go.mod, go.sum,
+# tools.go), and run with `go run -modfile=tools/sqlc/go.mod`, so its many
+# dependencies never enter the relay's go.mod or binary. sql/sqlc.sh wraps it.
+# Building sqlc needs cgo and a C compiler (pg_query_go): the first run takes
+# a few minutes, later runs come from the build cache.
+.PHONY: generate
+generate: ## regenerate internal/dbsqlc from sql/queries with sqlc (see sql/README.md)
+	GO=$(GO) sql/sqlc.sh generate
+
+lint: vet $(GOLANGCI_LINT) ## gofmt check, go vet, golangci-lint (.golangci.yml), sqlc diff and sqlc vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
 	./$(GOLANGCI_LINT) run --allow-parallel-runners ./...
 	@# bench/river is its own module (replace ../..): vet it and lint it too,
 	@# so a new dependency of ours that its go.sum lacks is caught here.
 	cd bench/river && $(GO) vet ./... && ../../$(GOLANGCI_LINT) run --allow-parallel-runners --config ../../.golangci.yml ./...
+	GO=$(GO) sql/sqlc.sh diff
+	GO=$(GO) sql/sqlc.sh vet
 
 # Built only when missing or when the pinned version changes (compiling it
 # takes minutes on two cores). `make clean` removes it.

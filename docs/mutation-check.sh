@@ -3,6 +3,8 @@
 # worktree, and checks that the test named for it fails. Prints one line per
 # mutation: CAUGHT (the test failed, as it must) or MISSED.
 # Usage: TEST_DATABASE_URL=... bash docs/mutation-check.sh
+#        ONLY='claim|record' ... runs only the mutations whose name matches
+#        that (bash) regular expression.
 set -uo pipefail
 repo=$(git rev-parse --show-toplevel)
 work=$(mktemp -d)/mut
@@ -13,6 +15,7 @@ cd "$work"
 # mutate NAME FILE PYTHON-OLD PYTHON-NEW PACKAGE TEST-REGEX [COUNT]
 mutate() {
   local name=$1 file=$2 old=$3 new=$4 pkg=$5 run=$6 count=${7:-1}
+  [[ -z ${ONLY:-} || $name =~ $ONLY ]] || return 0
   git checkout -q -- .
   python3 - "$file" "$old" "$new" <<'PY' || { echo "SKIPPED  $name (pattern not found)"; return; }
 import sys
@@ -24,6 +27,10 @@ for o, n in zip(old.split("\n@@\n"), new.split("\n@@\n")):
     s = s.replace(o, n)
 open(p, 'w').write(s)
 PY
+  # Statements in sql/queries reach Go through the code sqlc generates.
+  case $file in
+  sql/queries/*.sql) sql/sqlc.sh generate >/tmp/mutation.out 2>&1 || { echo "BROKEN   $name (sqlc generate failed: $(tail -1 /tmp/mutation.out))"; return; } ;;
+  esac
   if go test -count="$count" -run "$run" "$pkg" >/tmp/mutation.out 2>&1; then
     echo "MISSED   $name ($run still passes)"
   else
@@ -31,22 +38,22 @@ PY
   fi
 }
 
-mutate "record without compare-and-set" sql/record_results.sql \
+mutate "record without compare-and-set" sql/queries/record_results.sql \
   "    AND o.attempts = r.attempt
-    AND ((o.status = 'in_flight' AND o.lease_owner = \$1)
+    AND ((o.status = 'in_flight' AND o.lease_owner = sqlc.arg(relay_id)::text)
          OR (o.status = 'pending' AND o.attempts_base < o.attempts))" "" \
   ./internal/outbox 'TestLateResultAfterRescue|TestTerminalStatesStayTerminal'
-mutate "rescuer resets by id without lock or re-check" sql/rescue_expired.sql \
+mutate "rescuer resets by id without lock or re-check" sql/queries/rescue_expired.sql \
   "  FOR UPDATE SKIP LOCKED
 @@
   WHERE o.id = e.id AND o.status = 'in_flight' AND o.lease_expires_at < now()" "
 @@
   WHERE o.id = e.id" ./internal/outbox TestRescueRacingCompletionNeverRedelivers 5
-mutate "claim without FOR UPDATE SKIP LOCKED" sql/claim.sql \
-  "  LIMIT greatest(\$2 - (SELECT count(*) FROM fair), 0)
-  FOR UPDATE SKIP LOCKED" "  LIMIT greatest(\$2 - (SELECT count(*) FROM fair), 0)" \
+mutate "claim without FOR UPDATE SKIP LOCKED" sql/queries/claim.sql \
+  "  LIMIT greatest(sqlc.arg(max_rows)::int - (SELECT count(*) FROM fair), 0)
+  FOR UPDATE SKIP LOCKED" "  LIMIT greatest(sqlc.arg(max_rows)::int - (SELECT count(*) FROM fair), 0)" \
   ./internal/outbox TestConcurrentClaimsTakeAtMostLimitAndNeverTheSameRow 3
-mutate "release spends the attempt" sql/release.sql "    attempts         = o.attempts - 1," "" \
+mutate "release spends the attempt" sql/queries/release.sql "    attempts         = o.attempts - 1," "" \
   ./internal/outbox TestReleaseGivesBackWithoutSpendingAnAttempt
 mutate "no fair pass in the claim" internal/outbox/outbox.go \
   "FairUsers: 100, FairPerUser: 10" "FairUsers: 100, FairPerUser: 0" ./internal/outbox TestClaimIsFairAcrossConnectedUsers
@@ -61,10 +68,10 @@ mutate "leases not extended" internal/relay/relay.go \
 mutate "unsent rows not released at shutdown" internal/relay/relay.go \
   "	r.release(bg, toRelease)" "	_ = toRelease" ./internal/relay TestGracefulShutdownReleasesUnsentRowsWithoutSpendingAttempts
 mutate "payload decoded through float64" internal/outbox/outbox.go \
-  "		e.Payload = []byte(payload)
+  "		e.Payload = []byte(row.Payload)
 @@
 import (" "		var v any
-		_ = json.Unmarshal([]byte(payload), &v)
+		_ = json.Unmarshal([]byte(row.Payload), &v)
 		e.Payload, _ = json.Marshal(v)
 @@
 import (

@@ -1,4 +1,4 @@
-package sql_test
+package sqlfiles_test
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"github.com/paragon-outbox/outbox-relay/internal/operator"
 	"github.com/paragon-outbox/outbox-relay/internal/operator/operatortest"
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
-	relaysql "github.com/paragon-outbox/outbox-relay/sql"
+	sqlfiles "github.com/paragon-outbox/outbox-relay/sql"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
@@ -55,12 +55,12 @@ var operatorQueries = []string{"backlog_by_user", "blocked_keys", "deliveries_pe
 // this file, a header comment naming it, and names in that header every
 // psql variable it takes.
 func TestOperatorFilesAreDocumentedAndTested(t *testing.T) {
-	names := relaysql.OperatorNames()
+	names := sqlfiles.OperatorNames()
 	if !slices.Equal(names, operatorQueries) {
 		t.Fatalf("operator queries %v, tested %v: add a test for each new file", names, operatorQueries)
 	}
 	for _, name := range names {
-		q, err := relaysql.Operator(name)
+		q, err := sqlfiles.Operator(name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +83,7 @@ func TestOperatorFilesAreDocumentedAndTested(t *testing.T) {
 			t.Errorf("%s.sql: header should say it takes no variables", name)
 		}
 	}
-	if _, err := relaysql.Operator("no_such_query"); err == nil || !strings.Contains(err.Error(), "no_such_query") {
+	if _, err := sqlfiles.Operator("no_such_query"); err == nil || !strings.Contains(err.Error(), "no_such_query") {
 		t.Errorf("Operator(no_such_query) error = %v", err)
 	}
 }
@@ -167,7 +167,7 @@ func newFixture(t *testing.T, pool *pgxpool.Pool) fixture {
 // runOperator runs operator query name with vars and returns its rows.
 func runOperator(t *testing.T, pool *pgxpool.Pool, name string, vars map[string]string) pgx.Rows {
 	t.Helper()
-	q, err := relaysql.Operator(name)
+	q, err := sqlfiles.Operator(name)
 	if err != nil {
 		t.Fatal(err)
 	}

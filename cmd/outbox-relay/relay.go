@@ -24,7 +24,6 @@ import (
 	"github.com/paragon-outbox/outbox-relay/internal/pgutil"
 	"github.com/paragon-outbox/outbox-relay/internal/relay"
 	"github.com/paragon-outbox/outbox-relay/internal/status"
-	relaysql "github.com/paragon-outbox/outbox-relay/sql"
 )
 
 func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -182,9 +181,6 @@ func purgeLoop(ctx context.Context, pool *pgxpool.Pool, cfg config.Config, log *
 	}
 }
 
-// relayStatements are the statements the relay runs (sql/*.sql).
-var relayStatements = []string{"claim", "record_results", "release", "extend_leases", "rescue_expired", "gauges", "blocked_keys_count", "promote_waiting"}
-
 // checkPrivileges EXPLAINs (without running) every statement the relay runs,
 // which checks the role's privileges on every table and column they touch:
 // a role without them is told at start-up, not at the first claim.
@@ -194,8 +190,10 @@ func checkPrivileges(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	}
 	defer conn.Release()
-	for _, name := range relayStatements {
-		sd, err := conn.Conn().Prepare(ctx, "", "EXPLAIN "+relaysql.Query(name))
+	// outbox.Statements: every statement the relay runs (sql/queries).
+	for _, st := range outbox.Statements() {
+		name := st.Name
+		sd, err := conn.Conn().Prepare(ctx, "", "EXPLAIN "+st.SQL)
 		if err == nil {
 			args := make([]any, len(sd.ParamOIDs))
 			_, err = conn.Exec(ctx, sd.SQL, args...)

@@ -11,9 +11,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 	"github.com/paragon-outbox/outbox-relay/internal/outbox"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
-	relaysql "github.com/paragon-outbox/outbox-relay/sql"
 )
 
 // payloadTemplate is the fixed part of a generated event's payload; with
@@ -85,8 +85,8 @@ func runScale(ctx context.Context, s *scenario) error {
 			s.note("EXPLAIN (ANALYZE, BUFFERS) of the claim at backlog %s (rolled back):\n%s", countLabel(backlog), p)
 		}
 		// The relay's backlog gauges run every 10 s whatever the backlog.
-		if p, err := explain(ctx, db.Pool, relaysql.Query("gauges"), nil); err == nil {
-			s.note("EXPLAIN (ANALYZE, BUFFERS) of the gauges query (sql/gauges.sql) at backlog %s:\n%s", countLabel(backlog), p)
+		if p, err := explain(ctx, db.Pool, dbsqlc.Gauges, nil); err == nil {
+			s.note("EXPLAIN (ANALYZE, BUFFERS) of the gauges query (sql/queries/gauges.sql) at backlog %s:\n%s", countLabel(backlog), p)
 		} else {
 			s.note("EXPLAIN of the gauges query failed: %v", err)
 		}

@@ -10,6 +10,8 @@ import (
 	"io"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	sqlfiles "github.com/paragon-outbox/outbox-relay/sql"
 )
 
 // Columns are the leads columns in the order of leads.csv's header.
@@ -25,7 +27,7 @@ func CopyCSV(ctx context.Context, pool *pgxpool.Pool, csv io.Reader) (int64, err
 		return 0, fmt.Errorf("load leads: %w", err)
 	}
 	defer conn.Release()
-	tag, err := conn.Conn().PgConn().CopyFrom(ctx, csv, "COPY leads ("+Columns+") FROM STDIN WITH (FORMAT csv, HEADER true)")
+	tag, err := conn.Conn().PgConn().CopyFrom(ctx, csv, sqlfiles.CopyLeadsCSV(Columns))
 	if err != nil {
 		return 0, fmt.Errorf("load leads (COPY): %w", err)
 	}

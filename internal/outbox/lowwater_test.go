@@ -7,9 +7,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 	"github.com/paragon-outbox/outbox-relay/internal/outbox"
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
-	relaysql "github.com/paragon-outbox/outbox-relay/sql"
 )
 
 // claimBuffers runs the claim (in a transaction rolled back, so nothing is
@@ -29,8 +29,10 @@ func claimBuffers(t *testing.T, db *testdb.Database, mark *time.Time) int64 {
 		} `json:"Plan"`
 	}
 	var raw []byte
-	err = tx.QueryRow(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+relaysql.Query("claim"),
-		"probe", 500, int64(60_000), "", 100, 10, mark).Scan(&raw)
+	// Parameters in the order sqlc numbered them (dbsqlc.ClaimParams):
+	// relay id, lease ms, user cursor, low-water mark, users, per user, rows.
+	err = tx.QueryRow(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+dbsqlc.Claim,
+		"probe", int64(60_000), "", mark, 100, 10, 500).Scan(&raw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,8 @@
 // claiming due events under a lease, recording attempts and their outcomes,
 // extending and releasing leases, and rescuing rows whose relay died.
 //
-// Every state change is one statement from the sql package and is a
-// compare-and-set: it applies only while the row is still in the state and
+// Every state change is one statement of sql/queries (run through the code
+// sqlc generates from it, package dbsqlc) and is a compare-and-set: it applies only while the row is still in the state and
 // lease the caller holds. This package never talks HTTP and never decides
 // retry policy; the relay package does.
 package outbox
@@ -11,13 +11,13 @@ package outbox
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	relaysql "github.com/paragon-outbox/outbox-relay/sql"
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 )
 
 // Status values of outbox.status.
@@ -89,14 +89,15 @@ type Result struct {
 // keeps the relay's round-robin position across Connected Users.
 type Store struct {
 	pool *pgxpool.Pool
+	q    *dbsqlc.Queries
 	// Timeout bounds each statement; default 30s.
 	Timeout time.Duration
 	// FairUsers is the most Connected Users one claim visits in its fair
 	// pass; default 100. FairPerUser is the most events it takes from each;
-	// default 10. See sql/claim.sql.
+	// default 10. See sql/queries/claim.sql.
 	FairUsers, FairPerUser int
 	// RecheckInterval is how often a claim runs without the low-water mark
-	// (see sql/claim.sql), finding rows that appeared behind it; default 2s.
+	// (see sql/queries/claim.sql), finding rows that appeared behind it; default 2s.
 	// A row can wait this long beyond its due time in the rare cases listed
 	// there. Negative disables the mark (every claim scans from the front).
 	RecheckInterval time.Duration
@@ -115,7 +116,7 @@ type Store struct {
 
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool, Timeout: 30 * time.Second, FairUsers: 100, FairPerUser: 10, RecheckInterval: 2 * time.Second, MarkLag: time.Second}
+	return &Store{pool: pool, q: dbsqlc.New(pool), Timeout: 30 * time.Second, FairUsers: 100, FairPerUser: 10, RecheckInterval: 2 * time.Second, MarkLag: time.Second}
 }
 
 // Pool returns the underlying pool.
@@ -125,24 +126,13 @@ func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.Timeout)
 }
 
-var (
-	qClaim        = relaysql.Query("claim")
-	qRecord       = relaysql.Query("record_results")
-	qRelease      = relaysql.Query("release")
-	qExtendLeases = relaysql.Query("extend_leases")
-	qRescue       = relaysql.Query("rescue_expired")
-	qGauges       = relaysql.Query("gauges")
-	qPromote      = relaysql.Query("promote_waiting")
-	qBlockedCount = relaysql.Query("blocked_keys_count")
-)
-
 // Gauges are backlog figures for metrics.
 type Gauges struct {
 	Pending, InFlight, Dead int64
 	OldestPendingSeconds    float64 // age of the oldest pending or in-flight event; 0 if none
 	// BlockedKeys counts ordering keys whose first undelivered event is
 	// dead; OldestBlockedKeySeconds is the age of the oldest such dead
-	// event (0 if none). See sql/blocked_keys_count.sql.
+	// event (0 if none). See sql/queries/blocked_keys_count.sql.
 	BlockedKeys             int64
 	OldestBlockedKeySeconds float64
 }
@@ -152,18 +142,22 @@ type Gauges struct {
 func (s *Store) ReadGauges(ctx context.Context) (Gauges, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	var g Gauges
-	if err := s.pool.QueryRow(ctx, qGauges).Scan(&g.Pending, &g.InFlight, &g.Dead, &g.OldestPendingSeconds); err != nil {
-		return g, fmt.Errorf("read outbox gauges: %w", err)
+	row, err := s.q.Gauges(ctx)
+	if err != nil {
+		return Gauges{}, fmt.Errorf("read outbox gauges: %w", err)
 	}
-	if err := s.pool.QueryRow(ctx, qBlockedCount).Scan(&g.BlockedKeys, &g.OldestBlockedKeySeconds); err != nil {
-		return g, fmt.Errorf("read outbox gauges: blocked keys: %w", err)
+	blocked, err := s.q.BlockedKeysCount(ctx)
+	if err != nil {
+		return Gauges{}, fmt.Errorf("read outbox gauges: blocked keys: %w", err)
 	}
-	return g, nil
+	return Gauges{
+		Pending: row.Pending, InFlight: row.InFlight, Dead: row.Dead, OldestPendingSeconds: row.OldestPendingSeconds,
+		BlockedKeys: blocked.BlockedKeys, OldestBlockedKeySeconds: blocked.OldestBlockedSeconds,
+	}, nil
 }
 
 // LowWaterMark returns the low-water mark the next claim may use (zero:
-// none). See sql/claim.sql.
+// none). See sql/queries/claim.sql.
 func (s *Store) LowWaterMark() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -188,25 +182,31 @@ func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time
 	}
 	s.mu.Unlock()
 	leaseFrom := time.Now()
-	rows, err := s.pool.Query(ctx, qClaim, relayID, limit, lease.Milliseconds(), after, s.FairUsers, s.FairPerUser, mark)
+	rows, err := s.q.Claim(ctx, dbsqlc.ClaimParams{
+		RelayID:    relayID,
+		MaxRows:    int32(min(limit, math.MaxInt32)),
+		LeaseMs:    lease.Milliseconds(),
+		UserCursor: after,
+		MaxUsers:   int32(min(s.FairUsers, math.MaxInt32)),
+		PerUser:    int32(min(s.FairPerUser, math.MaxInt32)),
+		LowWater:   mark,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("claim outbox rows: %w", err)
 	}
-	evs := make([]Event, 0, limit)
-	var payload string
+	evs := make([]Event, 0, len(rows))
 	fairUsers := map[string]struct{}{}
 	lastFair := ""
 	var oldestFill time.Time // next_attempt_at of the oldest row the fill pass took
 	var newestDue time.Time  // of the newest row taken
-	for rows.Next() {
-		var e Event
-		var fair bool
-		var due time.Time
-		if err := rows.Scan(&e.ID, &e.EventID, &e.Name, &e.UserID, &payload, &e.Attempt, &e.AttemptsBase, &e.CreatedAt, &fair, &due, &e.Keyed); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("claim outbox rows: scan: %w", err)
+	for _, row := range rows {
+		e := Event{
+			ID: row.ID, EventID: row.EventID, Name: row.EventName, UserID: row.UserID,
+			Attempt: row.Attempts, AttemptsBase: row.AttemptsBase, CreatedAt: row.CreatedAt,
+			Keyed: row.Keyed,
 		}
-		if fair {
+		due := row.NextAttemptAt
+		if row.Fair {
 			fairUsers[e.UserID] = struct{}{}
 			lastFair = max(lastFair, e.UserID)
 		} else if oldestFill.IsZero() || due.Before(oldestFill) {
@@ -215,12 +215,9 @@ func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time
 		if due.After(newestDue) {
 			newestDue = due
 		}
-		e.Payload = []byte(payload)
+		e.Payload = []byte(row.Payload)
 		e.LeaseFrom = leaseFrom
 		evs = append(evs, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("claim outbox rows: %w", err)
 	}
 	// Next claim's fair pass continues after the last user served, or starts
 	// over once this pass ran out of users.
@@ -233,7 +230,7 @@ func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time
 	// The fill pass takes the oldest due unlocked rows, so every pending row
 	// left behind is at least as new as the oldest it took; when the claim
 	// took fewer than limit, it took every due row. (Bar the cases
-	// sql/claim.sql lists, which the recheck finds.) The mark only moves
+	// sql/queries/claim.sql lists, which the recheck finds.) The mark only moves
 	// forward.
 	if len(evs) < limit && !newestDue.IsZero() {
 		// Every due unlocked pending row was claimed: what is left is newer
@@ -256,35 +253,29 @@ func (s *Store) Record(ctx context.Context, relayID string, results []Result) (m
 		return nil, nil
 	}
 	n := len(results)
-	ids := make([]int64, n)
-	attempts := make([]int32, n)
-	outcomes := make([]string, n)
-	statuses := make([]*int32, n)
-	errs := make([]*string, n)
-	started := make([]time.Time, n)
-	finished := make([]time.Time, n)
-	delays := make([]int64, n)
-	uncounted := make([]bool, n)
+	// One array per column (record_results.sql unnests them side by side);
+	// HTTPStatus 0 and Error "" are stored as NULL by the statement.
+	p := dbsqlc.RecordResultsParams{
+		RelayID:       relayID,
+		Ids:           make([]int64, n),
+		Attempts:      make([]int32, n),
+		Outcomes:      make([]string, n),
+		HTTPStatuses:  make([]int32, n),
+		Errors:        make([]string, n),
+		StartedAts:    make([]time.Time, n),
+		FinishedAts:   make([]time.Time, n),
+		RetryDelaysMs: make([]int64, n),
+		Uncounted:     make([]bool, n),
+	}
 	for i, r := range results {
-		uncounted[i] = r.Uncounted
-		ids[i], attempts[i], outcomes[i] = r.ID, r.Attempt, string(r.Outcome)
-		if r.HTTPStatus != 0 {
-			st := int32(r.HTTPStatus)
-			statuses[i] = &st
-		}
-		if r.Error != "" {
-			e := r.Error
-			errs[i] = &e
-		}
-		started[i], finished[i], delays[i] = r.Started, r.Finished, r.RetryDelay.Milliseconds()
+		p.Ids[i], p.Attempts[i], p.Outcomes[i] = r.ID, r.Attempt, string(r.Outcome)
+		p.HTTPStatuses[i], p.Errors[i] = int32(r.HTTPStatus), r.Error
+		p.StartedAts[i], p.FinishedAts[i] = r.Started, r.Finished
+		p.RetryDelaysMs[i], p.Uncounted[i] = r.RetryDelay.Milliseconds(), r.Uncounted
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, qRecord, relayID, ids, attempts, outcomes, statuses, errs, started, finished, delays, uncounted)
-	if err != nil {
-		return nil, fmt.Errorf("record attempts: %w", err)
-	}
-	moved, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+	moved, err = s.q.RecordResults(ctx, p)
 	if err != nil {
 		return nil, fmt.Errorf("record attempts: %w", err)
 	}
@@ -315,11 +306,11 @@ func (s *Store) Release(ctx context.Context, relayID string, held []Held) (int64
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	tag, err := s.pool.Exec(ctx, qRelease, relayID, ids, att)
+	n, err := s.q.Release(ctx, dbsqlc.ReleaseParams{RelayID: relayID, Ids: ids, Attempts: att})
 	if err != nil {
 		return 0, fmt.Errorf("release claimed rows: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }
 
 // ExtendLeases sets the lease of the given rows, still held by relayID, to
@@ -337,11 +328,7 @@ func (s *Store) ExtendLeasesOf(ctx context.Context, relayID string, ids []int64,
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, qExtendLeases, relayID, ids, lease.Milliseconds())
-	if err != nil {
-		return nil, fmt.Errorf("extend leases: %w", err)
-	}
-	ext, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	ext, err := s.q.ExtendLeases(ctx, dbsqlc.ExtendLeasesParams{RelayID: relayID, Ids: ids, LeaseMs: lease.Milliseconds()})
 	if err != nil {
 		return nil, fmt.Errorf("extend leases: %w", err)
 	}
@@ -354,18 +341,14 @@ func (s *Store) ExtendLeasesOf(ctx context.Context, relayID string, ids []int64,
 func (s *Store) RescueExpired(ctx context.Context, limit int, maxAttempts int) ([]int64, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, qRescue, limit, maxAttempts)
-	if err != nil {
-		return nil, fmt.Errorf("rescue expired leases: %w", err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	ids, err := s.q.RescueExpired(ctx, int32(min(limit, math.MaxInt32)), int32(min(maxAttempts, math.MaxInt32)))
 	if err != nil {
 		return nil, fmt.Errorf("rescue expired leases: %w", err)
 	}
 	return ids, nil
 }
 
-// PromoteWaiting runs one step of the promotion sweep (sql/promote_waiting.sql):
+// PromoteWaiting runs one step of the promotion sweep (sql/queries/promote_waiting.sql):
 // it visits up to limit ordering keys after cursor ("" = from the first) and
 // makes pending each key's first undelivered event if it is waiting. It
 // returns how many events it promoted and the cursor for the next step: ""
@@ -373,12 +356,34 @@ func (s *Store) RescueExpired(ctx context.Context, limit int, maxAttempts int) (
 func (s *Store) PromoteWaiting(ctx context.Context, cursor string, limit int) (promoted int64, next string, err error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	var visited int64
-	if err := s.pool.QueryRow(ctx, qPromote, cursor, limit).Scan(&promoted, &visited, &next); err != nil {
+	row, err := s.q.PromoteWaiting(ctx, cursor, int32(min(limit, math.MaxInt32)))
+	if err != nil {
 		return 0, cursor, fmt.Errorf("promote waiting events: %w", err)
 	}
-	if visited < int64(limit) {
+	next = row.LastKey
+	if row.Visited < int64(limit) {
 		next = ""
 	}
-	return promoted, next, nil
+	return row.Promoted, next, nil
+}
+
+// Statement is one statement Store runs: its file name under sql/queries
+// (without .sql) and its text as sqlc generated it.
+type Statement struct {
+	Name, SQL string
+}
+
+// Statements lists every statement Store runs, for start-up checks (the
+// relay EXPLAINs each to test its role's privileges) and benchmarks.
+func Statements() []Statement {
+	return []Statement{
+		{"claim", dbsqlc.Claim},
+		{"record_results", dbsqlc.RecordResults},
+		{"release", dbsqlc.Release},
+		{"extend_leases", dbsqlc.ExtendLeases},
+		{"rescue_expired", dbsqlc.RescueExpired},
+		{"gauges", dbsqlc.Gauges},
+		{"blocked_keys_count", dbsqlc.BlockedKeysCount},
+		{"promote_waiting", dbsqlc.PromoteWaiting},
+	}
 }

@@ -2,7 +2,8 @@
 // classifies database errors (permanent, read-only node, transient; see
 // Classify), configures connection pools to survive failover (NewPool), and
 // has small helpers for creating scratch databases on the server a
-// connection string points at (benchmarks, demos and tests).
+// connection string points at (benchmarks, demos, tests and sqlc vet,
+// see scratchdb/).
 package pgutil
 
 import (
@@ -12,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	sqlfiles "github.com/paragon-outbox/outbox-relay/sql"
 )
 
 // WithDatabase returns connString with its database name replaced by name.
@@ -40,11 +43,10 @@ func Recreate(ctx context.Context, connString, name string) (string, error) {
 		return "", fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(ctx)
-	id := pgx.Identifier{name}.Sanitize()
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+id+" WITH (FORCE)"); err != nil {
+	if _, err := conn.Exec(ctx, sqlfiles.DropDatabase(name)); err != nil {
 		return "", fmt.Errorf("drop database %s: %w", name, err)
 	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+id); err != nil {
+	if _, err := conn.Exec(ctx, sqlfiles.CreateDatabase(name)); err != nil {
 		return "", fmt.Errorf("create database %s: %w", name, err)
 	}
 	return WithDatabase(connString, name)
@@ -57,6 +59,6 @@ func Drop(ctx context.Context, connString, name string) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	_, err = conn.Exec(ctx, sqlfiles.DropDatabase(name))
 	return err
 }

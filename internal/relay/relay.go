@@ -792,7 +792,7 @@ func (r *Relay) gaugeLoop(ctx context.Context) {
 }
 
 // promoteLoop sweeps ordering keys every PromoteInterval for waiting events
-// that nothing blocks any more (see sql/promote_waiting.sql). Each tick
+// that nothing blocks any more (see sql/queries/promote_waiting.sql). Each tick
 // visits up to 10 × PromoteKeys keys and the next tick continues where it
 // stopped, so the sweep's cost per second is bounded however many keys
 // there are (a pass over K keys takes K / (10 × PromoteKeys) ticks).

@@ -45,7 +45,7 @@ import (
 	"github.com/paragon-outbox/outbox-relay/internal/status"
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
 	"github.com/paragon-outbox/outbox-relay/internal/testutil"
-	relaysql "github.com/paragon-outbox/outbox-relay/sql"
+	sqlfiles "github.com/paragon-outbox/outbox-relay/sql"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
@@ -159,7 +159,7 @@ func dropRoles(t *testing.T, names []string) {
 // psql -f does statement by statement).
 func applyRoles(t *testing.T, pool *pgxpool.Pool) {
 	t.Helper()
-	if _, err := pool.Exec(context.Background(), relaysql.Roles()); err != nil {
+	if _, err := pool.Exec(context.Background(), sqlfiles.Roles()); err != nil {
 		t.Fatalf("roles.sql: %v", err)
 	}
 }
@@ -565,8 +565,8 @@ func TestOperatorReadsAndOnlyOperatorWriteChanges(t *testing.T) {
 	if n := scalar[int64](t, e.operator, `SELECT count(*) FROM outbox_delivery_status`); n != 4 {
 		t.Errorf("operator sees %d rows in outbox_delivery_status, want 4", n)
 	}
-	for _, name := range relaysql.OperatorNames() {
-		q, err := relaysql.Operator(name)
+	for _, name := range sqlfiles.OperatorNames() {
+		q, err := sqlfiles.Operator(name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -718,7 +718,7 @@ func TestRolesScriptConcurrentFirstRuns(t *testing.T) {
 	script := strings.NewReplacer(
 		"outbox_relays", "outbox_relays", // a table, not the role outbox_relay
 		"outbox_operator_write", names[0], "outbox_operator", names[1], "outbox_relay", names[2], "outbox_app", names[3],
-	).Replace(relaysql.Roles())
+	).Replace(sqlfiles.Roles())
 	l := newLogins(t)
 	l.names = append(l.names, names...)
 	dbs := []*testdb.Database{testdb.New(t), testdb.New(t), testdb.New(t)}

@@ -7,7 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	relaysql "github.com/paragon-outbox/outbox-relay/sql"
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
+	sqlfiles "github.com/paragon-outbox/outbox-relay/sql"
 )
 
 // BlockedKey is an ordering key whose first undelivered event is dead: the
@@ -30,7 +31,7 @@ type BlockedKey struct {
 // blockedKeys lists blocked keys, oldest first, at most limit of them, with
 // sql/operator/blocked_keys.sql (the query people run with psql).
 func blockedKeys(ctx context.Context, pool *pgxpool.Pool, limit int) ([]BlockedKey, error) {
-	q, err := relaysql.Operator("blocked_keys")
+	q, err := sqlfiles.Operator("blocked_keys")
 	if err != nil {
 		return nil, err
 	}
@@ -61,8 +62,9 @@ func blockedKeys(ctx context.Context, pool *pgxpool.Pool, limit int) ([]BlockedK
 // countBlockedKeys counts blocked keys and the age in seconds of the
 // oldest dead head (0 when none).
 func countBlockedKeys(ctx context.Context, pool *pgxpool.Pool) (n int64, oldest float64, err error) {
-	if err = pool.QueryRow(ctx, relaysql.Query("blocked_keys_count")).Scan(&n, &oldest); err != nil {
+	row, err := dbsqlc.New(pool).BlockedKeysCount(ctx)
+	if err != nil {
 		return 0, 0, fmt.Errorf("status: blocked keys: %w", err)
 	}
-	return n, oldest, nil
+	return row.BlockedKeys, row.OldestBlockedSeconds, nil
 }

@@ -1,10 +1,11 @@
+-- name: RecordResults :many
 -- record_results: write the outcome of a batch of attempts in one statement.
 --
--- $1 relay id; arrays, one element per attempt:
--- $2 outbox ids, $3 attempt numbers, $4 outcome ('delivered' | 'retry' | 'dead'),
--- $5 HTTP status (NULL when there was no response), $6 error (NULL on success),
--- $7 started_at, $8 finished_at, $9 retry delay in milliseconds (for 'retry'),
--- $10 uncounted: true when this attempt must not count toward the event's
+-- @relay_id; arrays, one element per attempt:
+-- @ids outbox ids, @attempts attempt numbers, @outcomes ('delivered' | 'retry' |
+-- 'dead'), @http_statuses (0 when there was no response, stored as NULL), @errors
+-- ('' on success, stored as NULL), @started_ats, @finished_ats, @retry_delays_ms
+-- (for 'retry'), @uncounted: true when this attempt must not count toward the event's
 -- RELAY_MAX_ATTEMPTS (the relay's configuration was refused with 401/403/404,
 -- the circuit breaker was open, or the relay was shutting down); it then
 -- raises attempts_base with attempts, so attempts - attempts_base counts only
@@ -25,16 +26,22 @@
 --
 -- Plan (internal/outbox TestHotStatementPlansScaleWithTheBatch): a nested
 -- loop over the results with one primary-key probe of outbox per result.
--- The join is on o.id = r.id only: an extra "o.id = ANY ($2)" let the
+-- The join is on o.id = r.id only: an extra "o.id = ANY (@ids)" let the
 -- planner scan outbox by the array and compare every row with every result
 -- in a join filter (n² work: 249,500 rows removed for a 500-row batch, 85%
--- of the relay's database time). unnest's row estimate (10) makes the
+-- of the relay's database time). unnest's row estimate (10 rows, one unnest per array in a SELECT list,
+-- which PostgreSQL zips row by row; see sql/README.md) makes the
 -- per-result probe the cheapest plan at every batch size, custom or generic.
 WITH r AS (
-  SELECT *
-  FROM unnest($2::bigint[], $3::int[], $4::text[], $5::int[], $6::text[],
-              $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::bool[])
-       AS r(id, attempt, outcome, http_status, error, started_at, finished_at, retry_delay_ms, uncounted)
+  SELECT unnest(sqlc.arg(ids)::bigint[])                   AS id,
+         unnest(sqlc.arg(attempts)::int[])                 AS attempt,
+         unnest(sqlc.arg(outcomes)::text[])                AS outcome,
+         nullif(unnest(sqlc.arg(http_statuses)::int[]), 0) AS http_status,
+         nullif(unnest(sqlc.arg(errors)::text[]), '')      AS error,
+         unnest(sqlc.arg(started_ats)::timestamptz[])      AS started_at,
+         unnest(sqlc.arg(finished_ats)::timestamptz[])     AS finished_at,
+         unnest(sqlc.arg(retry_delays_ms)::bigint[])       AS retry_delay_ms,
+         unnest(sqlc.arg(uncounted)::bool[])               AS uncounted
 ),
 moved AS (
   UPDATE outbox AS o
@@ -52,7 +59,7 @@ moved AS (
   FROM r
   WHERE o.id = r.id
     AND o.attempts = r.attempt
-    AND ((o.status = 'in_flight' AND o.lease_owner = $1)
+    AND ((o.status = 'in_flight' AND o.lease_owner = sqlc.arg(relay_id)::text)
          OR (o.status = 'pending' AND o.attempts_base < o.attempts))
   RETURNING o.id, o.status, o.ordering_key
 ),
@@ -79,7 +86,7 @@ promoted AS (
 ),
 logged AS (
   INSERT INTO outbox_attempts (outbox_id, attempt, relay_id, started_at, finished_at, http_status, error)
-  SELECT r.id, r.attempt, $1, r.started_at, r.finished_at, r.http_status, r.error
+  SELECT r.id, r.attempt, sqlc.arg(relay_id)::text, r.started_at, r.finished_at, r.http_status, r.error
   FROM r
   ON CONFLICT (outbox_id, attempt) DO UPDATE
   SET relay_id    = excluded.relay_id,
@@ -87,4 +94,4 @@ logged AS (
       http_status = excluded.http_status,
       error       = excluded.error
 )
-SELECT id FROM moved
+SELECT id FROM moved;

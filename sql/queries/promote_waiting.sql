@@ -1,3 +1,4 @@
+-- name: PromoteWaiting :one
 -- promote_waiting: the relay's sweep for waiting events whose key has no
 -- undelivered event before them any more, made pending (due now).
 --
@@ -6,16 +7,17 @@
 -- yet when it ran (the writer saw the head undelivered and wrote
 -- 'waiting'); an operator's skip or purge can free a key too. This sweep
 -- catches them: it walks ordering keys with undelivered events in key
--- order, after cursor $1 ('' starts from the first key), at most $2 keys,
+-- order, after @cursor (the empty string starts from the first key), at most
+-- @max_keys keys,
 -- one descent of outbox_key_undelivered per key (a skip scan), and
 -- promotes each key whose first undelivered event is waiting.
 --
 -- Returns how many it promoted, how many keys it visited and the last key
--- visited (the next cursor; start over when fewer than $2 were visited).
+-- visited (the next cursor; start over when fewer than @max_keys were visited).
 WITH RECURSIVE heads (ordering_key, id, status) AS (
   (SELECT ordering_key, id, status
    FROM outbox
-   WHERE ordering_key > $1::text AND status IN ('waiting', 'pending', 'in_flight', 'dead')
+   WHERE ordering_key > sqlc.arg(cursor)::text AND status IN ('waiting', 'pending', 'in_flight', 'dead')
    ORDER BY ordering_key, id
    LIMIT 1)
   UNION ALL
@@ -30,7 +32,7 @@ WITH RECURSIVE heads (ordering_key, id, status) AS (
   ) AS nx
 ),
 visited AS MATERIALIZED (
-  SELECT ordering_key, id, status FROM heads LIMIT $2
+  SELECT ordering_key, id, status FROM heads LIMIT sqlc.arg(max_keys)::int
 ),
 promoted AS (
   UPDATE outbox AS o
@@ -41,4 +43,4 @@ promoted AS (
 )
 SELECT (SELECT count(*) FROM promoted) AS promoted,
        (SELECT count(*) FROM visited) AS visited,
-       coalesce((SELECT max(ordering_key) FROM visited), '') AS last_key
+       coalesce((SELECT max(ordering_key) FROM visited), '')::text AS last_key;

@@ -1,3 +1,4 @@
+-- name: Gauges :one
 -- gauges: backlog figures for the relay's metrics, refreshed every few
 -- seconds. Every subquery names one status so the planner can use that
 -- status's partial index: `status IN ('pending', 'in_flight')` matches no
@@ -10,4 +11,4 @@ SELECT
   (SELECT count(*) FROM outbox WHERE status = 'dead')      AS dead,
   coalesce(extract(epoch FROM now() - least(
      (SELECT min(created_at) FROM outbox WHERE status = 'pending'),
-     (SELECT min(created_at) FROM outbox WHERE status = 'in_flight')))::float8, 0) AS oldest_pending_seconds
+     (SELECT min(created_at) FROM outbox WHERE status = 'in_flight')))::float8, 0)::float8 AS oldest_pending_seconds;

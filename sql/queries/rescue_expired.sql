@@ -1,4 +1,5 @@
--- rescue_expired: make up to $1 rows whose lease expired claimable again (their
+-- name: RescueExpired :many
+-- rescue_expired: make up to @max_rows rows whose lease expired claimable again (their
 -- relay died or lost the database), and log the interrupted attempt.
 --
 -- Compare-and-set: the rows are locked (SKIP LOCKED, so a relay completing one
@@ -14,22 +15,23 @@
 -- finds the locked ids through the primary key (an array, as in claim);
 -- joining the CTE let the planner compare every expired row with every
 -- locked one (n²: 249,500 rows removed by join filter for 500).
--- A row that has used $2 (max attempts) or more since its last re-drive goes dead instead: an event
+-- A row that has used @max_attempts or more since its last re-drive goes dead instead: an event
 -- that kills every relay that sends it must not loop forever.
 WITH expired AS MATERIALIZED (
   SELECT id, lease_owner, claimed_at, attempts
   FROM outbox
   WHERE status = 'in_flight' AND lease_expires_at < now()
   ORDER BY lease_expires_at
-  LIMIT $1
+  LIMIT sqlc.arg(max_rows)::int
   FOR UPDATE SKIP LOCKED
 ),
 reset AS (
   UPDATE outbox AS o
-  SET status           = CASE WHEN o.attempts - o.attempts_base >= $2 THEN 'dead' ELSE 'pending' END,
+  SET status           = CASE WHEN o.attempts - o.attempts_base >= sqlc.arg(max_attempts)::int THEN 'dead' ELSE 'pending' END,
       next_attempt_at  = now(),
-      last_error       = CASE WHEN o.attempts - o.attempts_base >= $2
-                              THEN format('gave up after %s attempts: last attempt interrupted, lease of relay %s expired', o.attempts, o.lease_owner)
+      last_error       = CASE WHEN o.attempts - o.attempts_base >= sqlc.arg(max_attempts)::int
+                              THEN format('gave up after %s attempt%s: last attempt interrupted, lease of relay %s expired',
+                                          o.attempts, CASE WHEN o.attempts = 1 THEN '' ELSE 's' END, o.lease_owner)
                               ELSE format('attempt %s interrupted: lease of relay %s expired before it reported an outcome', o.attempts, o.lease_owner) END,
       last_http_status = NULL,
       lease_owner      = NULL,
@@ -45,4 +47,4 @@ logged AS (
   FROM expired
   ON CONFLICT (outbox_id, attempt) DO NOTHING
 )
-SELECT id FROM reset
+SELECT id FROM reset;

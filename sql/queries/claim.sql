@@ -1,16 +1,17 @@
--- claim: take up to $2 due pending rows for relay $1, mark them in_flight with
--- a lease of $3 milliseconds and count the attempt, in one statement, fairly
+-- name: Claim :many
+-- claim: take up to @max_rows due pending rows for relay @relay_id, mark them in_flight with
+-- a lease of @lease_ms milliseconds and count the attempt, in one statement, fairly
 -- across Connected Users.
 --
--- $4 user cursor (round-robin position: only users after it are visited in
--- the fair pass; '' starts from the first), $5 most users visited per claim,
--- $6 most rows per user in the fair pass.
--- $7 low-water mark (timestamptz, NULL = none): only pending rows with
--- next_attempt_at >= $7 are looked at. See "Low-water mark" below.
+-- @user_cursor user cursor (round-robin position: only users after it are visited in
+-- the fair pass; the empty string starts from the first), @max_users most users visited per claim,
+-- @per_user most rows per user in the fair pass.
+-- @low_water low-water mark (timestamptz, NULL = none): only pending rows with
+-- next_attempt_at >= @low_water are looked at. See "Low-water mark" below.
 --
 -- Fairness: one customer importing 100,000 leads must not starve the others.
--- The fair pass visits up to $5 users with due events (in user_id order,
--- after the cursor) and takes up to $6 of each one's oldest due events; the
+-- The fair pass visits up to @max_users users with due events (in user_id order,
+-- after the cursor) and takes up to @per_user of each one's oldest due events; the
 -- fill pass tops the batch up with the oldest due events of anyone. A big
 -- backlog still drains at full batch size, and every other user with due
 -- events gets a share of each claim until the round-robin reaches it.
@@ -57,7 +58,7 @@
 -- the heap tuple of every one of them (measured: p50 commit-to-endpoint 9
 -- ms -> 4 s within 70 s at 500 leads/s, `outbox-relay bench -scenario
 -- snapshot`). The relay passes the next_attempt_at of the oldest row the
--- fill pass took last time ($7; outbox.Store keeps it): every pending row
+-- fill pass took last time (@low_water; outbox.Store keeps it): every pending row
 -- older than that was claimed or skipped as locked then, so the bound lets
 -- each scan start past the dead entries, which are then rejected on the
 -- index tuple alone, without a heap fetch. Rows that can appear behind the
@@ -69,20 +70,20 @@
 WITH RECURSIVE users (user_id, n) AS (
   (SELECT user_id, 1
    FROM outbox
-   WHERE status = 'pending' AND user_id > $4 AND next_attempt_at <= now()
-     AND next_attempt_at >= coalesce($7::timestamptz, '-infinity')
+   WHERE status = 'pending' AND user_id > sqlc.arg(user_cursor)::text AND next_attempt_at <= now()
+     AND next_attempt_at >= coalesce(sqlc.narg(low_water)::timestamptz, '-infinity')
    ORDER BY user_id
    LIMIT 1)
   UNION ALL
   SELECT (SELECT o.user_id
           FROM outbox AS o
           WHERE o.status = 'pending' AND o.user_id > u.user_id AND o.next_attempt_at <= now()
-            AND o.next_attempt_at >= coalesce($7::timestamptz, '-infinity')
+            AND o.next_attempt_at >= coalesce(sqlc.narg(low_water)::timestamptz, '-infinity')
           ORDER BY o.user_id
           LIMIT 1),
          u.n + 1
   FROM users AS u
-  WHERE u.user_id IS NOT NULL AND u.n < $5
+  WHERE u.user_id IS NOT NULL AND u.n < sqlc.arg(max_users)::int
 ),
 fair AS MATERIALIZED (
   SELECT c.id
@@ -91,38 +92,38 @@ fair AS MATERIALIZED (
     SELECT o.id
     FROM outbox AS o
     WHERE o.status = 'pending' AND o.user_id = u.user_id AND o.next_attempt_at <= now()
-      AND o.next_attempt_at >= coalesce($7::timestamptz, '-infinity')
+      AND o.next_attempt_at >= coalesce(sqlc.narg(low_water)::timestamptz, '-infinity')
       AND (o.ordering_key IS NULL OR NOT EXISTS (
              SELECT 1 FROM outbox AS e
              WHERE e.ordering_key = o.ordering_key AND e.id < o.id
                AND e.status IN ('waiting', 'pending', 'in_flight', 'dead')))
     ORDER BY o.next_attempt_at, o.id
-    LIMIT $6
+    LIMIT sqlc.arg(per_user)::int
     FOR UPDATE SKIP LOCKED
   ) AS c
   WHERE u.user_id IS NOT NULL
-  LIMIT $2
+  LIMIT sqlc.arg(max_rows)::int
 ),
 fill AS MATERIALIZED (
   SELECT id
   FROM outbox
   WHERE status = 'pending' AND next_attempt_at <= now()
-    AND next_attempt_at >= coalesce($7::timestamptz, '-infinity')
+    AND next_attempt_at >= coalesce(sqlc.narg(low_water)::timestamptz, '-infinity')
     AND id <> ALL (ARRAY(SELECT id FROM fair))
     AND (ordering_key IS NULL OR NOT EXISTS (
            SELECT 1 FROM outbox AS e
            WHERE e.ordering_key = outbox.ordering_key AND e.id < outbox.id
              AND e.status IN ('waiting', 'pending', 'in_flight', 'dead')))
   ORDER BY next_attempt_at, id
-  LIMIT greatest($2 - (SELECT count(*) FROM fair), 0)
+  LIMIT greatest(sqlc.arg(max_rows)::int - (SELECT count(*) FROM fair), 0)
   FOR UPDATE SKIP LOCKED
 )
 UPDATE outbox AS o
 SET status           = 'in_flight',
     attempts         = o.attempts + 1,
-    lease_owner      = $1,
+    lease_owner      = sqlc.arg(relay_id)::text,
     claimed_at       = now(),
-    lease_expires_at = now() + $3::bigint * interval '1 millisecond'
+    lease_expires_at = now() + sqlc.arg(lease_ms)::bigint * interval '1 millisecond'
 WHERE o.id = ANY (ARRAY(SELECT id FROM fair UNION ALL SELECT id FROM fill))
-RETURNING o.id, o.event_id::text, o.event_name, o.user_id, o.payload::text, o.attempts, o.attempts_base, o.created_at,
-          o.id = ANY (ARRAY(SELECT id FROM fair)) AS fair, o.next_attempt_at, o.ordering_key IS NOT NULL AS keyed
+RETURNING o.id, o.event_id::text AS event_id, o.event_name, o.user_id, o.payload::text AS payload, o.attempts, o.attempts_base, o.created_at,
+          o.id = ANY (ARRAY(SELECT id FROM fair)) AS fair, o.next_attempt_at, (o.ordering_key IS NOT NULL)::boolean AS keyed;

@@ -1,0 +1,10 @@
+-- name: PurgeCount :one
+-- purge_count: what a purge would delete now: delivered events delivered
+-- more than @delivered_older_than_ms ago and dead events written more than
+-- @dead_older_than_ms ago (milliseconds). Each count walks its status's
+-- partial index (outbox_delivered_at, outbox_dead_created_at).
+SELECT
+  (SELECT count(*) FROM outbox
+   WHERE status = 'delivered' AND delivered_at < now() - sqlc.arg(delivered_older_than_ms)::bigint * interval '1 millisecond') AS delivered,
+  (SELECT count(*) FROM outbox
+   WHERE status = 'dead' AND created_at < now() - sqlc.arg(dead_older_than_ms)::bigint * interval '1 millisecond') AS dead;

@@ -1,0 +1,24 @@
+-- name: PurgeDead :one
+-- purge_dead: purge_delivered.sql for dead events written (created_at) more
+-- than @older_than_ms milliseconds ago, on the partial index
+-- outbox_dead_created_at. A dead event re-driven meanwhile is pending when
+-- the lock re-checks it, and is skipped.
+WITH doomed AS MATERIALIZED (
+  SELECT id
+  FROM outbox
+  WHERE status = 'dead'
+    AND created_at < now() - sqlc.arg(older_than_ms)::bigint * interval '1 millisecond'
+  ORDER BY created_at
+  LIMIT sqlc.arg(max_rows)::int
+  FOR UPDATE SKIP LOCKED
+),
+gone AS (
+  DELETE FROM outbox AS o
+  USING doomed AS d
+  WHERE o.id = d.id AND o.status = 'dead'
+  RETURNING o.id
+),
+attempts AS (
+  DELETE FROM outbox_attempts WHERE outbox_id IN (SELECT id FROM gone)
+)
+SELECT count(*) FROM gone;

@@ -1,0 +1,53 @@
+package sqlfiles
+
+import "github.com/jackc/pgx/v5"
+
+// The statements below are the only SQL text in product Go outside the code
+// sqlc generates from queries/. Each is here because sqlc cannot express it:
+// sqlc compiles SELECT/INSERT/UPDATE/DELETE (and CTEs of them) with bind
+// parameters, while these are utility statements that take no parameters
+// (SET, COPY ... FROM STDIN), take an identifier rather than a value
+// (CREATE/DROP DATABASE), or are a whole multi-statement script (roles.sql).
+// Benchmarks and test helpers keep their own SQL next to them.
+
+// SetJITOff turns JIT compilation off for the session. The relay runs it on
+// every new connection (unless DATABASE_URL sets jit itself): with a large
+// backlog the planner's estimates cross jit_above_cost and compiling costs
+// more than the statement (docs/BENCHMARKS.md). SET takes no bind
+// parameters, so sqlc cannot compile it.
+const SetJITOff = "SET jit = off"
+
+// CopyLeadsCSV is the COPY that loads a CSV with a header row into leads,
+// columns (a comma-separated list of leads columns) in the file's order.
+// COPY ... FROM STDIN is a protocol of its own, not a query sqlc compiles.
+func CopyLeadsCSV(columns string) string {
+	return "COPY leads (" + columns + ") FROM STDIN WITH (FORMAT csv, HEADER true)"
+}
+
+// CreateDatabase and DropDatabase (WITH (FORCE): its sessions are ended) name
+// a scratch database (benchmarks, the demo); a database name is an
+// identifier, which no bind parameter can carry, so it is quoted here.
+func CreateDatabase(name string) string {
+	return "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
+}
+
+// DropDatabase: see CreateDatabase.
+func DropDatabase(name string) string {
+	return "DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)"
+}
+
+// Roles returns roles.sql: the script a DBA runs once per database (after
+// `outbox-relay migrate up`, as the tables' owner or a superuser) to create
+// the group roles outbox_app, outbox_relay, outbox_operator and
+// outbox_operator_write and grant each the least it needs on the objects in
+// current_schema(). It is plain SQL without psql meta-commands, so it runs
+// as one simple-protocol Exec as well as with `psql -f`. The file's header
+// documents every privilege and why. A script of DO blocks and GRANTs is not
+// a query sqlc compiles.
+func Roles() string {
+	b, err := files.ReadFile("roles.sql")
+	if err != nil {
+		panic("sqlfiles: roles.sql is not embedded: " + err.Error())
+	}
+	return string(b)
+}
