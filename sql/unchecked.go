@@ -1,6 +1,11 @@
 package sqlfiles
 
-import "github.com/jackc/pgx/v5"
+import (
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
 
 // The statements below are the only SQL text in product Go outside the code
 // sqlc generates from queries/. Each is here because sqlc cannot express it:
@@ -11,11 +16,20 @@ import "github.com/jackc/pgx/v5"
 // Benchmarks and test helpers keep their own SQL next to them.
 
 // SetJITOff turns JIT compilation off for the session. The relay runs it on
-// every new connection (unless DATABASE_URL sets jit itself): with a large
-// backlog the planner's estimates cross jit_above_cost and compiling costs
-// more than the statement (docs/BENCHMARKS.md). SET takes no bind
-// parameters, so sqlc cannot compile it.
+// every new connection (pgutil.NewPool, unless DATABASE_URL sets jit
+// itself): with a large backlog the planner's estimates cross
+// jit_above_cost and compiling costs more than the statement
+// (docs/BENCHMARKS.md). SET takes no bind parameters, so sqlc cannot
+// compile it.
 const SetJITOff = "SET jit = off"
+
+// SetLockTimeout sets the session's lock_timeout to d, in whole
+// milliseconds (pgutil.NewPool, RELAY_LOCK_TIMEOUT): a statement waiting
+// longer than that for a lock fails instead of queueing behind, say, a
+// migration. A SET, like SetJITOff.
+func SetLockTimeout(d time.Duration) string {
+	return fmt.Sprintf("SET lock_timeout = %d", d.Milliseconds())
+}
 
 // CopyLeadsCSV is the COPY that loads a CSV with a header row into leads,
 // columns (a comma-separated list of leads columns) in the file's order.

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paragon-outbox/outbox-relay/internal/config"
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 	"github.com/paragon-outbox/outbox-relay/internal/leads"
 	"github.com/paragon-outbox/outbox-relay/internal/migrate"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
@@ -109,8 +110,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "2. Started a local Paragon-compatible endpoint at %s with a throwaway signing key\n   (it verifies every RS256 Paragon User Token; it fails %.0f%% of requests with 500 and %.0f%% with 429 so retries show).\n",
 		lp.baseURL, fail500*100, fail429*100)
 
-	var before int64
-	if err := pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM outbox`).Scan(&before); err != nil {
+	before, err := dbsqlc.New(pool).DemoMaxOutboxID(ctx)
+	if err != nil {
 		return err
 	}
 	loaded, err := leads.CopyCSV(ctx, pool, f)
@@ -143,12 +144,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if waitErr != nil {
 		return waitErr
 	}
-	var delivered, dead, attempts int64
-	if err := pool.QueryRow(ctx, `
-		SELECT count(*) FILTER (WHERE status = 'delivered'), count(*) FILTER (WHERE status = 'dead'), coalesce(sum(attempts), 0)
-		FROM outbox WHERE id > $1`, before).Scan(&delivered, &dead, &attempts); err != nil {
+	outcome, err := dbsqlc.New(pool).DemoEventsAfter(ctx, before)
+	if err != nil {
 		return err
 	}
+	delivered, dead, attempts := outcome.Delivered, outcome.Dead, outcome.Attempts
 	fmt.Fprintf(stdout, "   %d delivered, %d dead, %d attempts in %s; the endpoint accepted %d App Events.\n\n5. Status (outbox-relay status):\n\n",
 		delivered, dead, attempts, elapsed.Round(time.Millisecond), lp.server.Count())
 	rep, err := status.Collect(ctx, pool, 5)
@@ -172,18 +172,18 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // rows, which the partial indexes on pending and in-flight rows serve, so
 // polling stays cheap however many rows are delivered.
 func waitSettled(ctx context.Context, pool *pgxpool.Pool, after, want int64, timeout time.Duration) error {
-	var total int64
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE id > $1`, after).Scan(&total); err != nil {
+	q := dbsqlc.New(pool)
+	events, err := q.DemoEventsAfter(ctx, after)
+	if err != nil {
 		return err
 	}
+	total := events.Total
 	if total < want {
 		return fmt.Errorf("expected %d new outbox rows, found %d", want, total)
 	}
 	deadline := time.Now().Add(timeout)
 	for {
-		var unsettled int64
-		err := pool.QueryRow(ctx, `
-			SELECT count(*) FROM outbox WHERE status IN ('pending', 'in_flight') AND id > $1`, after).Scan(&unsettled)
+		unsettled, err := q.DemoUnsettledAfter(ctx, after)
 		if err != nil {
 			return err
 		}

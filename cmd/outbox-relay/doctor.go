@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paragon-outbox/outbox-relay/internal/config"
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 	"github.com/paragon-outbox/outbox-relay/internal/migrate"
 	"github.com/paragon-outbox/outbox-relay/internal/paragon"
 )
@@ -132,8 +133,8 @@ func doctorDatabase(ctx context.Context, cfg config.Config) (*pgxpool.Pool, doct
 	if err != nil {
 		return nil, doctorFail(name, "%v", err)
 	}
-	var version string
-	if err := pool.QueryRow(ctx, `SHOW server_version`).Scan(&version); err != nil {
+	version, err := dbsqlc.New(pool).ServerVersion(ctx)
+	if err != nil {
 		pool.Close()
 		return nil, doctorFail(name, "connected to %s but a query failed: %v", config.RedactURL(cfg.DatabaseURL), err)
 	}

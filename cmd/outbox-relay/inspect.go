@@ -140,7 +140,11 @@ func writeInspection(w io.Writer, in *operator.Inspection) error {
 	if len(in.Redrives) > 0 {
 		fmt.Fprintf(tw, "\nRe-drives\n  at\tby\treason\twas\n")
 		for _, r := range in.Redrives {
-			was := fmt.Sprintf("%s after %d attempts", r.PreviousStatus, r.PreviousAttempts)
+			plural := "s"
+			if r.PreviousAttempts == 1 {
+				plural = ""
+			}
+			was := fmt.Sprintf("%s after %d attempt%s", r.PreviousStatus, r.PreviousAttempts, plural)
 			if r.PreviousLastError != nil {
 				was += ": " + opOneLine(*r.PreviousLastError)
 			}

@@ -15,6 +15,10 @@ WITH doomed AS MATERIALIZED (
   FROM outbox
   WHERE status = 'dead'
     AND created_at < now() - $1::bigint * interval '1 millisecond'
+    AND (ordering_key IS NULL OR NOT EXISTS (
+         SELECT 1 FROM outbox AS l
+         WHERE l.ordering_key = outbox.ordering_key AND l.id > outbox.id
+           AND l.status IN ('waiting', 'pending', 'in_flight', 'dead')))
   ORDER BY created_at
   LIMIT $2::int
   FOR UPDATE SKIP LOCKED
@@ -34,7 +38,11 @@ SELECT count(*) FROM gone
 // purge_dead: purge_delivered.sql for dead events written (created_at) more
 // than @older_than_ms milliseconds ago, on the partial index
 // outbox_dead_created_at. A dead event re-driven meanwhile is pending when
-// the lock re-checks it, and is skipped.
+// the lock re-checks it, and is skipped. A dead event that blocks its
+// ordering key (a later event of the key waits behind it) is never purged:
+// release the key first (Skip), or re-drive it. A dead event with nothing
+// behind it is purged after the retention like any other; its key then
+// continues with its next event.
 func (q *Queries) PurgeDead(ctx context.Context, olderThanMs int64, maxRows int32) (int64, error) {
 	row := q.db.QueryRow(ctx, PurgeDead, olderThanMs, maxRows)
 	var count int64

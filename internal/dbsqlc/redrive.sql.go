@@ -12,16 +12,20 @@ import (
 
 const Redrive = `-- name: Redrive :many
 WITH target AS MATERIALIZED (
-  SELECT o.id, o.user_id, o.attempts, o.last_error, o.last_http_status
+  SELECT o.id, o.user_id, o.attempts, o.last_error, o.last_http_status, o.status
   FROM outbox AS o
-  WHERE o.status = 'dead'
-    AND ($1::bigint[] IS NULL OR o.id = ANY($1::bigint[]))
-    AND ($2::text IS NULL OR o.user_id = $2::text)
-    AND ($3::text IS NULL OR o.last_error ILIKE $3::text)
-    AND ($4::timestamptz IS NULL OR
+  WHERE (o.status = 'dead' OR (o.status = 'skipped' AND $1::bool AND $2::bigint[] IS NOT NULL AND o.id = ANY($2::bigint[])))
+    AND ($2::bigint[] IS NULL OR o.id = ANY($2::bigint[]))
+    AND ($3::text IS NULL OR o.user_id = $3::text)
+    AND ($4::text IS NULL OR o.last_error ILIKE $4::text)
+    AND ($5::timestamptz IS NULL OR
          coalesce((SELECT max(coalesce(a.finished_at, a.started_at))
                    FROM outbox_attempts AS a
-                   WHERE a.outbox_id = o.id), o.created_at) >= $4::timestamptz)
+                   WHERE a.outbox_id = o.id), o.created_at) >= $5::timestamptz)
+    AND ($6::text IS NULL OR o.event_name = $6::text)
+    AND ($7::bigint IS NULL OR o.lead_id = $7::bigint)
+    AND ($8::timestamptz IS NULL OR o.created_at >= $8::timestamptz)
+    AND ($9::timestamptz IS NULL OR o.created_at < $9::timestamptz)
   ORDER BY o.id
   FOR UPDATE OF o
 ),
@@ -33,13 +37,13 @@ moved AS (
       last_error       = NULL,
       last_http_status = NULL
   FROM target AS t
-  WHERE o.id = t.id AND o.status = 'dead'
-  RETURNING o.id, t.user_id, t.attempts, t.last_error, t.last_http_status
+  WHERE o.id = t.id AND o.status = t.status
+  RETURNING o.id, t.user_id, t.attempts, t.last_error, t.last_http_status, t.status
 ),
 logged AS (
   INSERT INTO outbox_redrives (outbox_id, redriven_by, reason, previous_status,
-                               previous_attempts, previous_last_error, previous_last_http_status)
-  SELECT id, $5::text, $6::text, 'dead', attempts, last_error, last_http_status
+                               previous_attempts, previous_last_error, previous_last_http_status, forced)
+  SELECT id, $10::text, $11::text, status, attempts, last_error, last_http_status, status = 'skipped'
   FROM moved
 )
 SELECT id, user_id, attempts AS previous_attempts, last_error AS previous_last_error, last_http_status AS previous_last_http_status
@@ -48,12 +52,17 @@ ORDER BY id
 `
 
 type RedriveParams struct {
-	Ids          []int64
-	UserID       *string
-	ErrorPattern *string
-	DeadSince    *time.Time
-	RedrivenBy   string
-	Reason       *string
+	Force         bool
+	Ids           []int64
+	UserID        *string
+	ErrorPattern  *string
+	DeadSince     *time.Time
+	EventName     *string
+	LeadID        *int64
+	CreatedFrom   *time.Time
+	CreatedBefore *time.Time
+	RedrivenBy    string
+	Reason        *string
 }
 
 type RedriveRow struct {
@@ -70,16 +79,21 @@ type RedriveRow struct {
 //
 // The filter (the WHERE of target) is the same as redrive_dry_run.sql's; keep
 // them equal. @ids (NULL = any), @user_id (NULL = any), @error_pattern, an
-// ILIKE pattern (NULL = any), @dead_since: died at or after (NULL = any).
+// ILIKE pattern (NULL = any), @dead_since: died at or after, @event_name,
+// @lead_id, @created_from: written at or after, @created_before: written
+// before (each NULL = any).
 // NULL parameters switch a condition off, so one statement serves every
-// combination. The scan is of dead rows only (partial index outbox_dead; dead
+// combination. @force also takes the skipped events among @ids (an
+// operator released their key with skip; re-sending one is out of order, so
+// each is recorded with forced = true). The scan is of dead rows only (partial index outbox_dead; dead
 // rows are few, so even the generic plan of a prepared statement is cheap).
 //
 //   - target locks the matching rows (FOR UPDATE, in id order so concurrent
 //     re-drives cannot deadlock). A row changed meanwhile is re-checked on
 //     its newest version (READ COMMITTED EvalPlanQual) and dropped if it is
 //     no longer dead, so the old values read here are the locked row's.
-//   - moved is the compare-and-set: it changes a row only while it is dead.
+//   - moved is the compare-and-set: it changes a row only while it is still
+//     in the state target read (dead, or skipped when @force names it).
 //     attempts is left alone (attempt numbers keep rising, outbox_attempts
 //     is never rewritten); attempts_base = attempts restarts the relay's
 //     RELAY_MAX_ATTEMPTS count. last_error/last_http_status describe the
@@ -88,10 +102,15 @@ type RedriveRow struct {
 //   - logged inserts the history rows; data-modifying CTEs always run.
 func (q *Queries) Redrive(ctx context.Context, arg RedriveParams) ([]RedriveRow, error) {
 	rows, err := q.db.Query(ctx, Redrive,
+		arg.Force,
 		arg.Ids,
 		arg.UserID,
 		arg.ErrorPattern,
 		arg.DeadSince,
+		arg.EventName,
+		arg.LeadID,
+		arg.CreatedFrom,
+		arg.CreatedBefore,
 		arg.RedrivenBy,
 		arg.Reason,
 	)

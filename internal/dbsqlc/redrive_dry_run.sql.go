@@ -13,22 +13,31 @@ import (
 const RedriveDryRun = `-- name: RedriveDryRun :many
 SELECT o.id, o.user_id, o.attempts AS previous_attempts, o.last_error AS previous_last_error, o.last_http_status AS previous_last_http_status
 FROM outbox AS o
-WHERE o.status = 'dead'
-  AND ($1::bigint[] IS NULL OR o.id = ANY($1::bigint[]))
-  AND ($2::text IS NULL OR o.user_id = $2::text)
-  AND ($3::text IS NULL OR o.last_error ILIKE $3::text)
-  AND ($4::timestamptz IS NULL OR
+WHERE (o.status = 'dead' OR (o.status = 'skipped' AND $1::bool AND $2::bigint[] IS NOT NULL AND o.id = ANY($2::bigint[])))
+  AND ($2::bigint[] IS NULL OR o.id = ANY($2::bigint[]))
+  AND ($3::text IS NULL OR o.user_id = $3::text)
+  AND ($4::text IS NULL OR o.last_error ILIKE $4::text)
+  AND ($5::timestamptz IS NULL OR
        coalesce((SELECT max(coalesce(a.finished_at, a.started_at))
                  FROM outbox_attempts AS a
-                 WHERE a.outbox_id = o.id), o.created_at) >= $4::timestamptz)
+                 WHERE a.outbox_id = o.id), o.created_at) >= $5::timestamptz)
+  AND ($6::text IS NULL OR o.event_name = $6::text)
+  AND ($7::bigint IS NULL OR o.lead_id = $7::bigint)
+  AND ($8::timestamptz IS NULL OR o.created_at >= $8::timestamptz)
+  AND ($9::timestamptz IS NULL OR o.created_at < $9::timestamptz)
 ORDER BY o.id
 `
 
 type RedriveDryRunParams struct {
-	Ids          []int64
-	UserID       *string
-	ErrorPattern *string
-	DeadSince    *time.Time
+	Force         bool
+	Ids           []int64
+	UserID        *string
+	ErrorPattern  *string
+	DeadSince     *time.Time
+	EventName     *string
+	LeadID        *int64
+	CreatedFrom   *time.Time
+	CreatedBefore *time.Time
 }
 
 type RedriveDryRunRow struct {
@@ -43,10 +52,15 @@ type RedriveDryRunRow struct {
 // locking nothing. The WHERE is redrive.sql's filter; keep them equal.
 func (q *Queries) RedriveDryRun(ctx context.Context, arg RedriveDryRunParams) ([]RedriveDryRunRow, error) {
 	rows, err := q.db.Query(ctx, RedriveDryRun,
+		arg.Force,
 		arg.Ids,
 		arg.UserID,
 		arg.ErrorPattern,
 		arg.DeadSince,
+		arg.EventName,
+		arg.LeadID,
+		arg.CreatedFrom,
+		arg.CreatedBefore,
 	)
 	if err != nil {
 		return nil, err

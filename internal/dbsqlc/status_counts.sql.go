@@ -14,6 +14,10 @@ SELECT
   (SELECT count(*) FROM outbox WHERE status = 'pending')   AS pending,
   (SELECT count(*) FROM outbox WHERE status = 'in_flight') AS in_flight,
   (SELECT count(*) FROM outbox WHERE status = 'dead')      AS dead,
+  -- waiting rows all have an ordering key: saying so lets the planner use
+  -- outbox_key_undelivered (no index of its own for them).
+  (SELECT count(*) FROM outbox WHERE status = 'waiting' AND ordering_key IS NOT NULL) AS waiting,
+  (SELECT count(*) FROM outbox WHERE status = 'skipped')   AS skipped,
   coalesce(extract(epoch FROM now() - least(
      (SELECT min(created_at) FROM outbox WHERE status = 'pending'),
      (SELECT min(created_at) FROM outbox WHERE status = 'in_flight')))::float8, 0)::float8 AS oldest_pending_seconds,
@@ -25,6 +29,8 @@ type StatusCountsRow struct {
 	Pending              int64
 	InFlight             int64
 	Dead                 int64
+	Waiting              int64
+	Skipped              int64
 	OldestPendingSeconds float64
 	OldestDeadSeconds    float64
 	OutboxRowsEstimate   float64
@@ -34,7 +40,7 @@ type StatusCountsRow struct {
 //
 // Like gauges.sql, every subquery names one status so that status's partial
 // index serves it (outbox_pending_due, outbox_in_flight_lease, outbox_dead,
-// outbox_dead_created_at); never a whole-table GROUP BY status, which reads
+// outbox_dead_created_at, outbox_key_undelivered for waiting, outbox_skipped); never a whole-table GROUP BY status, which reads
 // every delivered row (seconds at millions of rows). Delivered rows are not
 // counted here: status_delivered.sql counts them while the table is small,
 // and past that the caller estimates them from outbox_rows_estimate
@@ -50,6 +56,8 @@ func (q *Queries) StatusCounts(ctx context.Context) (StatusCountsRow, error) {
 		&i.Pending,
 		&i.InFlight,
 		&i.Dead,
+		&i.Waiting,
+		&i.Skipped,
 		&i.OldestPendingSeconds,
 		&i.OldestDeadSeconds,
 		&i.OutboxRowsEstimate,

@@ -24,6 +24,7 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 	"github.com/paragon-outbox/outbox-relay/migrations"
 )
 
@@ -152,28 +153,18 @@ func Check(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	}
 	applied := map[int64]bool{}
-	var exists bool
-	if err := pool.QueryRow(ctx, `SELECT to_regclass('goose_db_version') IS NOT NULL`).Scan(&exists); err != nil {
+	q := dbsqlc.New(pool)
+	exists, err := q.SchemaVersionTable(ctx)
+	if err != nil {
 		return fmt.Errorf("check schema version: %w", err)
 	}
 	if exists {
-		rows, err := pool.Query(ctx, `
-			SELECT DISTINCT ON (version_id) version_id, is_applied
-			FROM goose_db_version ORDER BY version_id, id DESC`)
+		rows, err := q.SchemaVersions(ctx)
 		if err != nil {
 			return fmt.Errorf("check schema version: %w", err)
 		}
-		for rows.Next() {
-			var v int64
-			var ok bool
-			if err := rows.Scan(&v, &ok); err != nil {
-				rows.Close()
-				return fmt.Errorf("check schema version: %w", err)
-			}
-			applied[v] = ok
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("check schema version: %w", err)
+		for _, r := range rows {
+			applied[r.VersionID] = r.IsApplied
 		}
 	}
 	var missing []int64

@@ -3,8 +3,8 @@
 // whole history, move dead events back to pending (recording who did it and
 // why), and delete old finished events in small batches.
 //
-// Every statement is a Go constant in this package with an explicit column
-// list and a comment on why it is shaped that way. Writes are
+// Every statement is a file of sql/queries (run through package dbsqlc) with
+// a comment on why it is shaped that way. Writes are
 // compare-and-set against the state the operator means to change (only
 // dead rows are re-driven, only delivered and dead rows are purged), so they
 // are safe while relays run. It never talks to Paragon and never decides
@@ -23,6 +23,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 )
 
 // statementTimeout bounds every statement this package runs.
@@ -154,41 +156,20 @@ type Inspection struct {
 	OtherEventsOfLead []int64 `json:"other_events_of_lead"`
 }
 
-// eventColumns is every outbox column, in Event's field order.
-const eventColumns = `id, event_id::text, event_name, user_id, lead_id, payload::text, status,
-       attempts, attempts_base, next_attempt_at, created_at, delivered_at,
-       last_error, last_http_status, lease_owner, claimed_at, lease_expires_at`
+// The statements are sql/queries/now.sql, event_by_id.sql,
+// event_by_lead_id.sql, event_by_event_id.sql, event_attempts.sql,
+// event_redrives.sql and other_events_of_lead.sql.
 
-// Reading one outbox row, every column, by each kind of Ref. Three
-// statements rather than one with ORs, so each is a plain index lookup
-// (primary key, outbox_lead_id, outbox_event_id_key) whatever plan a
-// prepared statement gets. A lead normally has exactly one event (one
-// trigger row per insert); should it have several, the newest is taken.
-const (
-	qEventByID      = `SELECT ` + eventColumns + ` FROM outbox WHERE id = $1`
-	qEventByLeadID  = `SELECT ` + eventColumns + ` FROM outbox WHERE lead_id = $1 ORDER BY id DESC LIMIT 1`
-	qEventByEventID = `SELECT ` + eventColumns + ` FROM outbox WHERE event_id = $1::uuid`
-)
-
-// qInspectAttempts reads every attempt of outbox row $1 (primary key order).
-const qInspectAttempts = `
-SELECT attempt, relay_id, started_at, finished_at, http_status, error
-FROM outbox_attempts
-WHERE outbox_id = $1
-ORDER BY attempt`
-
-// qInspectRedrives reads every re-drive of outbox row $1, oldest first
-// (index outbox_redrives_outbox_id).
-const qInspectRedrives = `
-SELECT id, redriven_at, redriven_by, reason, previous_status, previous_attempts,
-       previous_last_error, previous_last_http_status
-FROM outbox_redrives
-WHERE outbox_id = $1
-ORDER BY redriven_at, id`
-
-// qOtherEventsOfLead lists the outbox ids of lead $1 other than $2.
-const qOtherEventsOfLead = `
-SELECT id FROM outbox WHERE lead_id = $1 AND id <> $2 ORDER BY id`
+// eventFromRow is the Event of an outbox row as sqlc reads it.
+func eventFromRow(o dbsqlc.Outbox) Event {
+	return Event{
+		ID: o.ID, EventID: o.EventID, EventName: o.EventName, UserID: o.UserID, LeadID: o.LeadID,
+		Payload: json.RawMessage(o.Payload), Status: o.Status,
+		Attempts: o.Attempts, AttemptsBase: o.AttemptsBase, NextAttemptAt: o.NextAttemptAt, CreatedAt: o.CreatedAt,
+		DeliveredAt: o.DeliveredAt, LastError: o.LastError, LastHTTPStatus: o.LastHTTPStatus,
+		LeaseOwner: o.LeaseOwner, ClaimedAt: o.ClaimedAt, LeaseExpiresAt: o.LeaseExpiresAt,
+	}
+}
 
 // Inspect returns the outbox row ref names, with every attempt and every
 // re-drive, read in one REPEATABLE READ, read-only transaction so the three
@@ -201,61 +182,51 @@ func Inspect(ctx context.Context, pool *pgxpool.Pool, ref string) (*Inspection, 
 	if err != nil {
 		return nil, err
 	}
-	var q string
-	var arg any
-	switch r.Kind {
-	case RefOutboxID:
-		q, arg = qEventByID, r.ID
-	case RefLeadID:
-		q, arg = qEventByLeadID, r.ID
-	default:
-		q, arg = qEventByEventID, r.EventID
-	}
 	ctx, cancel := context.WithTimeout(ctx, statementTimeout)
 	defer cancel()
 	in := &Inspection{Attempts: []Attempt{}, Redrives: []RedriveRecord{}, OtherEventsOfLead: []int64{}}
 	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&in.At); err != nil {
+		q := dbsqlc.New(tx)
+		var err error
+		if in.At, err = q.Now(ctx); err != nil {
 			return err
 		}
-		e := &in.Event
-		var payload string
-		err := tx.QueryRow(ctx, q, arg).Scan(
-			&e.ID, &e.EventID, &e.EventName, &e.UserID, &e.LeadID, &payload, &e.Status,
-			&e.Attempts, &e.AttemptsBase, &e.NextAttemptAt, &e.CreatedAt, &e.DeliveredAt,
-			&e.LastError, &e.LastHTTPStatus, &e.LeaseOwner, &e.ClaimedAt, &e.LeaseExpiresAt)
+		var row dbsqlc.Outbox
+		switch r.Kind {
+		case RefOutboxID:
+			row, err = q.EventByID(ctx, r.ID)
+		case RefLeadID:
+			row, err = q.EventByLeadID(ctx, r.ID)
+		default:
+			row, err = q.EventByEventID(ctx, r.EventID)
+		}
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("%w: %s", ErrNotFound, ref)
 		}
 		if err != nil {
 			return err
 		}
-		e.Payload = json.RawMessage(payload)
-		rows, err := tx.Query(ctx, qInspectAttempts, e.ID)
+		in.Event = eventFromRow(row)
+		attempts, err := q.EventAttempts(ctx, row.ID)
 		if err != nil {
 			return err
 		}
-		in.Attempts, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Attempt])
+		for _, a := range attempts {
+			in.Attempts = append(in.Attempts, Attempt(a))
+		}
+		redrives, err := q.EventRedrives(ctx, row.ID)
 		if err != nil {
 			return err
 		}
-		rows, err = tx.Query(ctx, qInspectRedrives, e.ID)
-		if err != nil {
-			return err
+		for _, rd := range redrives {
+			in.Redrives = append(in.Redrives, RedriveRecord(rd))
 		}
-		in.Redrives, err = pgx.CollectRows(rows, pgx.RowToStructByPos[RedriveRecord])
-		if err != nil {
-			return err
-		}
-		if e.LeadID != nil {
-			rows, err = tx.Query(ctx, qOtherEventsOfLead, *e.LeadID, e.ID)
+		if row.LeadID != nil {
+			others, err := q.OtherEventsOfLead(ctx, *row.LeadID, row.ID)
 			if err != nil {
 				return err
 			}
-			in.OtherEventsOfLead, err = pgx.CollectRows(rows, pgx.RowTo[int64])
-			if err != nil {
-				return err
-			}
+			in.OtherEventsOfLead = append(in.OtherEventsOfLead, others...)
 		}
 		return nil
 	})

@@ -3,11 +3,13 @@ package operator
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paragon-outbox/outbox-relay/internal/config"
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 )
 
 // Purge defaults: the settings' defaults, declared in package config.
@@ -22,81 +24,9 @@ const (
 	DefaultPurgeBatch = config.DefaultPurgeBatch
 )
 
-// qPurgeDelivered deletes up to $2 delivered events delivered more than $1
-// milliseconds ago, oldest first, and returns how many it deleted.
-//
-// One short statement per batch, so no long transaction holds locks or
-// keeps old row versions alive: doomed walks the partial index
-// outbox_delivered_at and stops after $2 rows; SKIP LOCKED passes over rows
-// someone else holds (another purge) instead of waiting. The DELETE
-// re-checks the status on the locked row. The event's outbox_attempts rows
-// are deleted by the same statement (that table has no foreign key, see
-// migration 00004) and its outbox_redrives rows go by ON DELETE CASCADE.
-const qPurgeDelivered = `
-WITH doomed AS MATERIALIZED (
-  SELECT id
-  FROM outbox
-  WHERE status = 'delivered'
-    AND delivered_at < now() - $1::bigint * interval '1 millisecond'
-  ORDER BY delivered_at
-  LIMIT $2
-  FOR UPDATE SKIP LOCKED
-),
-gone AS (
-  DELETE FROM outbox AS o
-  USING doomed AS d
-  WHERE o.id = d.id AND o.status = 'delivered'
-  RETURNING o.id
-),
-attempts AS (
-  DELETE FROM outbox_attempts WHERE outbox_id IN (SELECT id FROM gone)
-)
-SELECT count(*) FROM gone`
-
-// qPurgeDead is qPurgeDelivered for dead events written (created_at) more
-// than $1 milliseconds ago, on the partial index outbox_dead_created_at. A
-// dead event re-driven meanwhile is pending when the lock re-checks it, and
-// is skipped. A dead event that blocks its ordering key (a later event of
-// the key waits behind it) is never purged: release the key first (Skip),
-// or re-drive it. A dead event with nothing behind it is purged after the
-// retention like any other; its key then continues with its next event.
-const qPurgeDead = `
-WITH doomed AS MATERIALIZED (
-  SELECT id
-  FROM outbox
-  WHERE status = 'dead'
-    AND created_at < now() - $1::bigint * interval '1 millisecond'
-    AND (ordering_key IS NULL OR NOT EXISTS (
-         SELECT 1 FROM outbox AS l
-         WHERE l.ordering_key = outbox.ordering_key AND l.id > outbox.id
-           AND l.status IN ('waiting', 'pending', 'in_flight', 'dead')))
-  ORDER BY created_at
-  LIMIT $2
-  FOR UPDATE SKIP LOCKED
-),
-gone AS (
-  DELETE FROM outbox AS o
-  USING doomed AS d
-  WHERE o.id = d.id AND o.status = 'dead'
-  RETURNING o.id
-),
-attempts AS (
-  DELETE FROM outbox_attempts WHERE outbox_id IN (SELECT id FROM gone)
-)
-SELECT count(*) FROM gone`
-
-// qPurgeCount counts what Purge would delete now: delivered events
-// delivered more than $1 ms ago and dead events written more than $2 ms ago.
-const qPurgeCount = `
-SELECT
-  (SELECT count(*) FROM outbox
-   WHERE status = 'delivered' AND delivered_at < now() - $1::bigint * interval '1 millisecond'),
-  (SELECT count(*) FROM outbox
-   WHERE status = 'dead' AND created_at < now() - $2::bigint * interval '1 millisecond'
-     AND (ordering_key IS NULL OR NOT EXISTS (
-         SELECT 1 FROM outbox AS l
-         WHERE l.ordering_key = outbox.ordering_key AND l.id > outbox.id
-           AND l.status IN ('waiting', 'pending', 'in_flight', 'dead'))))`
+// The statements are sql/queries/purge_delivered.sql, purge_dead.sql and
+// purge_count.sql (run through package dbsqlc); their comments say why they
+// are shaped so.
 
 // purgeArgs applies the documented defaults.
 func purgeArgs(deliveredOlderThan, deadOlderThan time.Duration, batch int) (time.Duration, time.Duration, int, error) {
@@ -132,19 +62,20 @@ func Purge(ctx context.Context, pool *pgxpool.Pool, deliveredOlderThan, deadOlde
 	if err != nil {
 		return 0, err
 	}
+	q := dbsqlc.New(pool)
 	for _, step := range []struct {
 		what  string
-		query string
+		purge func(ctx context.Context, olderThanMs int64, maxRows int32) (int64, error)
 		age   time.Duration
 	}{
-		{"delivered", qPurgeDelivered, deliveredOlderThan},
-		{"dead", qPurgeDead, deadOlderThan},
+		{"delivered", q.PurgeDelivered, deliveredOlderThan},
+		{"dead", q.PurgeDead, deadOlderThan},
 	} {
 		for {
 			if err := ctx.Err(); err != nil {
 				return deleted, fmt.Errorf("purge %s events: %w", step.what, err)
 			}
-			n, err := purgeBatch(ctx, pool, step.query, step.age, batch)
+			n, err := purgeBatch(ctx, step.purge, step.age, batch)
 			deleted += n
 			if err != nil {
 				return deleted, fmt.Errorf("purge %s events: %w", step.what, err)
@@ -157,14 +88,10 @@ func Purge(ctx context.Context, pool *pgxpool.Pool, deliveredOlderThan, deadOlde
 	return deleted, nil
 }
 
-func purgeBatch(ctx context.Context, pool *pgxpool.Pool, q string, age time.Duration, batch int) (int64, error) {
+func purgeBatch(ctx context.Context, purge func(context.Context, int64, int32) (int64, error), age time.Duration, batch int) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, statementTimeout)
 	defer cancel()
-	var n int64
-	if err := pool.QueryRow(ctx, q, age.Milliseconds(), batch).Scan(&n); err != nil {
-		return 0, err
-	}
-	return n, nil
+	return purge(ctx, age.Milliseconds(), int32(min(batch, math.MaxInt32)))
 }
 
 // Purgeable counts the delivered and dead events Purge would delete now with
@@ -176,9 +103,9 @@ func Purgeable(ctx context.Context, pool *pgxpool.Pool, deliveredOlderThan, dead
 	}
 	ctx, cancel := context.WithTimeout(ctx, statementTimeout)
 	defer cancel()
-	err = pool.QueryRow(ctx, qPurgeCount, deliveredOlderThan.Milliseconds(), deadOlderThan.Milliseconds()).Scan(&delivered, &dead)
+	n, err := dbsqlc.New(pool).PurgeCount(ctx, deliveredOlderThan.Milliseconds(), deadOlderThan.Milliseconds())
 	if err != nil {
 		return 0, 0, fmt.Errorf("purge dry run: %w", err)
 	}
-	return delivered, dead, nil
+	return n.Delivered, n.Dead, nil
 }

@@ -8,8 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 )
 
 // ErrEmptyFilter is returned by Redrive for a Filter that selects nothing
@@ -100,76 +101,8 @@ type Result struct {
 	Untouched []int64 `json:"untouched"`
 }
 
-// redriveFilter is the WHERE clause shared by qRedrive and qRedriveDryRun.
-// $1 ids (bigint[], NULL = any), $2 user id (NULL = any), $3 ILIKE pattern
-// (NULL = any), $4 died at or after (NULL = any), $5 event name, $6 lead id,
-// $7 created at or after, $8 created before (each NULL = any). NULL parameters switch a
-// condition off, so one statement serves every combination. The scan is of
-// dead rows only (partial index outbox_dead; dead rows are few, so even the
-// generic plan of a prepared statement is cheap).
-const redriveFilter = `
-WHERE (o.status = 'dead' OR (o.status = 'skipped' AND $11::bool AND $1::bigint[] IS NOT NULL AND o.id = ANY($1::bigint[])))
-  AND ($1::bigint[] IS NULL OR o.id = ANY($1::bigint[]))
-  AND ($2::text IS NULL OR o.user_id = $2::text)
-  AND ($3::text IS NULL OR o.last_error ILIKE $3::text)
-  AND ($4::timestamptz IS NULL OR
-       coalesce((SELECT max(coalesce(a.finished_at, a.started_at))
-                 FROM outbox_attempts AS a
-                 WHERE a.outbox_id = o.id), o.created_at) >= $4::timestamptz)
-  AND ($5::text IS NULL OR o.event_name = $5::text)
-  AND ($6::bigint IS NULL OR o.lead_id = $6::bigint)
-  AND ($7::timestamptz IS NULL OR o.created_at >= $7::timestamptz)
-  AND ($8::timestamptz IS NULL OR o.created_at < $8::timestamptz)`
-
-// qRedrive moves the matching dead events to pending, due now, in one
-// statement, and records each move in outbox_redrives ($9 by, $10 reason).
-//
-//   - target locks the matching rows (FOR UPDATE, in id order so concurrent
-//     re-drives cannot deadlock). A row changed meanwhile is re-checked on
-//     its newest version (READ COMMITTED EvalPlanQual) and dropped if it is
-//     no longer dead, so the old values read here are the locked row's.
-//   - moved is the compare-and-set: it changes a row only while it is dead.
-//     attempts is left alone (attempt numbers keep rising, outbox_attempts
-//     is never rewritten); attempts_base = attempts restarts the relay's
-//     RELAY_MAX_ATTEMPTS count. last_error/last_http_status describe the
-//     latest attempt, so they are cleared; the old values go to
-//     outbox_redrives.
-//   - logged inserts the history rows; data-modifying CTEs always run.
-const qRedrive = `
-WITH target AS MATERIALIZED (
-  SELECT o.id, o.user_id, o.attempts, o.last_error, o.last_http_status, o.status
-  FROM outbox AS o` + redriveFilter + `
-  ORDER BY o.id
-  FOR UPDATE OF o
-),
-moved AS (
-  UPDATE outbox AS o
-  SET status           = 'pending',
-      next_attempt_at  = now(),
-      attempts_base    = o.attempts,
-      last_error       = NULL,
-      last_http_status = NULL
-  FROM target AS t
-  WHERE o.id = t.id AND o.status = t.status
-  RETURNING o.id, t.user_id, t.attempts, t.last_error, t.last_http_status, t.status
-),
-logged AS (
-  INSERT INTO outbox_redrives (outbox_id, redriven_by, reason, previous_status,
-                               previous_attempts, previous_last_error, previous_last_http_status, forced)
-  SELECT id, $9::text, $10::text, status, attempts, last_error, last_http_status, status = 'skipped'
-  FROM moved
-)
-SELECT id, user_id, attempts, last_error, last_http_status
-FROM moved
-ORDER BY id`
-
-// qRedriveDryRun lists what qRedrive would move now, changing and locking
-// nothing.
-const qRedriveDryRun = `
-SELECT o.id, o.user_id, o.attempts, o.last_error, o.last_http_status
-FROM outbox AS o` + redriveFilter + `
-  AND $9::text IS NULL AND $10::text IS NULL -- unused (NULL), typed so that $11 is Force as in qRedrive
-ORDER BY o.id`
+// The statements are sql/queries/redrive.sql and redrive_dry_run.sql (run
+// through package dbsqlc); their comments say why they are shaped so.
 
 // likeContains returns an ILIKE pattern matching s anywhere, literally: the
 // LIKE metacharacters and the default escape character are escaped.
@@ -200,49 +133,62 @@ func Redrive(ctx context.Context, pool *pgxpool.Pool, f Filter, by, reason strin
 	if by == "" && !dryRun {
 		return Result{}, ErrNoActor
 	}
-	var ids, user, pattern, since, name, lead, from, before, why any
+	// A nil parameter is SQL NULL: that condition is off.
+	filter := dbsqlc.RedriveDryRunParams{Force: f.Force}
 	if len(f.IDs) > 0 {
-		ids = f.IDs
+		filter.Ids = f.IDs
 	}
 	if f.UserID != "" {
-		user = f.UserID
+		filter.UserID = &f.UserID
 	}
 	if f.ErrorContains != "" {
-		pattern = likeContains(f.ErrorContains)
+		pattern := likeContains(f.ErrorContains)
+		filter.ErrorPattern = &pattern
 	}
 	if !f.DeadSince.IsZero() {
-		since = f.DeadSince
+		filter.DeadSince = &f.DeadSince
 	}
 	if f.EventName != "" {
-		name = f.EventName
+		filter.EventName = &f.EventName
 	}
 	if f.LeadID != 0 {
-		lead = f.LeadID
+		filter.LeadID = &f.LeadID
 	}
 	if !f.CreatedFrom.IsZero() {
-		from = f.CreatedFrom
+		filter.CreatedFrom = &f.CreatedFrom
 	}
 	if !f.CreatedBefore.IsZero() {
-		before = f.CreatedBefore
+		filter.CreatedBefore = &f.CreatedBefore
 	}
+	var why *string
 	if reason = strings.TrimSpace(reason); reason != "" {
-		why = reason
+		why = &reason
 	}
 	ctx, cancel := context.WithTimeout(ctx, statementTimeout)
 	defer cancel()
-	var rows pgx.Rows
-	var err error
+	q := dbsqlc.New(pool)
+	evs := []Redriven{}
 	if dryRun {
-		rows, err = pool.Query(ctx, qRedriveDryRun, ids, user, pattern, since, name, lead, from, before, nil, nil, f.Force)
+		rows, err := q.RedriveDryRun(ctx, filter)
+		if err != nil {
+			return Result{}, fmt.Errorf("redrive: %w", err)
+		}
+		for _, row := range rows {
+			evs = append(evs, Redriven(row))
+		}
 	} else {
-		rows, err = pool.Query(ctx, qRedrive, ids, user, pattern, since, name, lead, from, before, by, why, f.Force)
-	}
-	if err != nil {
-		return Result{}, fmt.Errorf("redrive: %w", err)
-	}
-	evs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Redriven])
-	if err != nil {
-		return Result{}, fmt.Errorf("redrive: %w", err)
+		rows, err := q.Redrive(ctx, dbsqlc.RedriveParams{
+			Ids: filter.Ids, UserID: filter.UserID, ErrorPattern: filter.ErrorPattern, DeadSince: filter.DeadSince,
+			EventName: filter.EventName, LeadID: filter.LeadID, CreatedFrom: filter.CreatedFrom, CreatedBefore: filter.CreatedBefore,
+			Force:      filter.Force,
+			RedrivenBy: by, Reason: why,
+		})
+		if err != nil {
+			return Result{}, fmt.Errorf("redrive: %w", err)
+		}
+		for _, row := range rows {
+			evs = append(evs, Redriven(row))
+		}
 	}
 	res := Result{DryRun: dryRun, Moved: int64(len(evs)), IDs: make([]int64, 0, len(evs)), Events: evs, Untouched: []int64{}}
 	for _, e := range evs {

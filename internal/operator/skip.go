@@ -7,8 +7,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 )
 
 // ErrNothingToSkip is returned by Skip when neither ids nor keys are given.
@@ -33,57 +34,7 @@ type SkipResult struct {
 	UntouchedKeys []string `json:"untouched_keys"`
 }
 
-// qSkip releases ordering keys blocked by dead events: the dead events
-// selected ($1 ids, $2 ordering keys: every dead event of those keys)
-// become 'skipped' (terminal: they are never sent), each is recorded in
-// outbox_redrives with action 'skip', who ($3) and why ($4), and the next
-// undelivered event of each key, if it is waiting, becomes pending (due
-// now). Compare-and-set like qRedrive: rows are locked in id order and
-// change only while still dead.
-const qSkip = `
-WITH target AS MATERIALIZED (
-  SELECT o.id, o.user_id, o.ordering_key, o.attempts, o.last_error, o.last_http_status
-  FROM outbox AS o
-  WHERE o.status = 'dead'
-    AND (o.id = ANY ($1::bigint[]) OR o.ordering_key = ANY ($2::text[]))
-  ORDER BY o.id
-  FOR UPDATE OF o
-),
-moved AS (
-  UPDATE outbox AS o
-  SET status = 'skipped'
-  FROM target AS t
-  WHERE o.id = t.id AND o.status = 'dead'
-  RETURNING o.id, o.ordering_key, t.user_id, t.attempts, t.last_error, t.last_http_status
-),
-nexts AS MATERIALIZED (
-  SELECT m.id,
-         (SELECT n.id
-          FROM outbox AS n
-          WHERE n.ordering_key = m.ordering_key AND n.id > m.id
-            AND n.status IN ('waiting', 'pending', 'in_flight', 'dead')
-          ORDER BY n.id
-          LIMIT 1) AS next_id
-  FROM moved AS m
-  WHERE m.ordering_key IS NOT NULL
-),
-promoted AS (
-  UPDATE outbox AS w
-  SET status = 'pending', next_attempt_at = now()
-  WHERE w.id = ANY (ARRAY(SELECT next_id FROM nexts))
-    AND w.status = 'waiting'
-  RETURNING w.id
-),
-logged AS (
-  INSERT INTO outbox_redrives (outbox_id, redriven_by, reason, previous_status,
-                               previous_attempts, previous_last_error, previous_last_http_status, action)
-  SELECT id, $3::text, $4::text, 'dead', attempts, last_error, last_http_status, 'skip'
-  FROM moved
-)
-SELECT m.id, m.user_id, m.ordering_key,
-       (SELECT p.id FROM promoted AS p JOIN nexts AS x ON x.next_id = p.id WHERE x.id = m.id)
-FROM moved AS m
-ORDER BY m.id`
+// The statement is sql/queries/skip.sql (run through package dbsqlc).
 
 // Skip releases ordering keys whose head is dead: the dead events given by
 // id, and every dead event of the given ordering keys, are marked
@@ -103,9 +54,9 @@ func Skip(ctx context.Context, pool *pgxpool.Pool, ids []int64, keys []string, b
 	if by == "" {
 		return SkipResult{}, ErrNoActor
 	}
-	var why any
+	var why *string
 	if reason = strings.TrimSpace(reason); reason != "" {
-		why = reason
+		why = &reason
 	}
 	if ids == nil {
 		ids = []int64{}
@@ -115,13 +66,13 @@ func Skip(ctx context.Context, pool *pgxpool.Pool, ids []int64, keys []string, b
 	}
 	ctx, cancel := context.WithTimeout(ctx, statementTimeout)
 	defer cancel()
-	rows, err := pool.Query(ctx, qSkip, ids, keys, by, why)
+	rows, err := dbsqlc.New(pool).Skip(ctx, dbsqlc.SkipParams{Ids: ids, Keys: keys, SkippedBy: by, Reason: why})
 	if err != nil {
 		return SkipResult{}, fmt.Errorf("skip: %w", err)
 	}
-	sk, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Skipped])
-	if err != nil {
-		return SkipResult{}, fmt.Errorf("skip: %w", err)
+	sk := make([]Skipped, 0, len(rows))
+	for _, row := range rows {
+		sk = append(sk, Skipped(row))
 	}
 	res := SkipResult{Skipped: sk, Untouched: []int64{}, UntouchedKeys: []string{}}
 	for _, id := range ids {

@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -385,6 +386,34 @@ func TestClaimIsFairAcrossConnectedUsers(t *testing.T) {
 			if e.UserID != "usr_big" {
 				smallLeft--
 			}
+		}
+	}
+}
+
+// TestRescueGaveUpMessageCountsInWords: the last_error of an event the
+// rescuer gives up on names its attempts in correct English: "after 1
+// attempt", "after 2 attempts".
+func TestRescueGaveUpMessageCountsInWords(t *testing.T) {
+	for _, tc := range []struct {
+		max  int
+		want string
+	}{{1, "gave up after 1 attempt: "}, {2, "gave up after 2 attempts: "}} {
+		db := testdb.New(t)
+		seed(t, db, 1)
+		s := outbox.New(db.Pool)
+		for i := 1; i <= tc.max; i++ {
+			claimOne(t, s, fmt.Sprint("dies-", i), time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
+			if _, err := s.RescueExpired(ctx, 10, tc.max); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var status, lastErr string
+		if err := db.Pool.QueryRow(ctx, `SELECT status, last_error FROM outbox`).Scan(&status, &lastErr); err != nil {
+			t.Fatal(err)
+		}
+		if status != "dead" || !strings.HasPrefix(lastErr, tc.want) {
+			t.Errorf("max %d: status %s, last_error %q, want dead and %q...", tc.max, status, lastErr, tc.want)
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	sqlfiles "github.com/paragon-outbox/outbox-relay/sql"
 )
 
 // PoolOptions shape a pool made by NewPool.
@@ -57,10 +59,10 @@ func NewPool(ctx context.Context, connString string, o PoolOptions) (*pgxpool.Po
 	}
 	var sets []string
 	if _, set := pc.ConnConfig.RuntimeParams["jit"]; o.NoJIT && !set {
-		sets = append(sets, "SET jit = off")
+		sets = append(sets, sqlfiles.SetJITOff)
 	}
 	if _, set := pc.ConnConfig.RuntimeParams["lock_timeout"]; o.LockTimeout > 0 && !set {
-		sets = append(sets, fmt.Sprintf("SET lock_timeout = %d", o.LockTimeout.Milliseconds()))
+		sets = append(sets, sqlfiles.SetLockTimeout(o.LockTimeout))
 	}
 	// SET after connecting rather than startup parameters, which PgBouncer
 	// would refuse.

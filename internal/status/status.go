@@ -1,6 +1,11 @@
 // Package status reads the delivery status tables (outbox, outbox_attempts)
 // and summarises them for operators: counts by status, backlog age, recent
 // delivery rate, who is behind and what is failing. Read-only.
+//
+// Its statements are sql/queries/status_*.sql (package dbsqlc). Counts come
+// from the partial index of each status, never from a whole-table GROUP BY
+// status; past DefaultExactCountUpTo outbox rows the delivered count is an
+// estimate from the planner's statistics, and the Report says so.
 package status
 
 import (
@@ -8,21 +13,33 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 )
 
 // Report is the summary printed by `outbox-relay status`.
 type Report struct {
 	At     time.Time        `json:"at"`
 	Counts map[string]int64 `json:"counts"` // waiting, pending, in_flight, delivered, dead, skipped (always all six)
-	// OldestPendingAge is how long the oldest pending or in-flight event has
-	// waited since it was written, in seconds; 0 when there is none.
+	// DeliveredEstimated is true when Counts["delivered"] is an estimate:
+	// the outbox held more rows than Options.ExactCountUpTo by the planner's
+	// statistics (pg_class.reltuples), so delivered rows were not counted.
+	// The estimate is those statistics minus the other three (exact) counts.
+	DeliveredEstimated bool `json:"delivered_estimated"`
+	// OldestPendingAgeSeconds is how long the oldest event still waiting
+	// for delivery (pending or in flight) has waited since it was written,
+	// in seconds; 0 when none is waiting. Dead events are not waiting: see
+	// OldestDeadAgeSeconds.
 	OldestPendingAgeSeconds float64 `json:"oldest_pending_age_seconds"`
+	// OldestDeadAgeSeconds is the age of the oldest dead event (since it
+	// was written), in seconds; 0 when there is none.
+	OldestDeadAgeSeconds float64 `json:"oldest_dead_age_seconds"`
 	// DeliveredLast5m counts events delivered in the last 5 minutes;
 	// RatePerSecond5m is that divided by 300.
 	DeliveredLast5m int64         `json:"delivered_last_5m"`
@@ -69,92 +86,92 @@ type RecentError struct {
 	At         time.Time `json:"at"`
 }
 
-// Collect builds a Report. topN bounds each list (default 10).
+// DefaultExactCountUpTo is Options.ExactCountUpTo's default: up to a
+// million outbox rows, counting delivered rows (an index-only range of the
+// partial index outbox_delivered_at) takes well under a second.
+const DefaultExactCountUpTo = 1_000_000
+
+// Options tune Collect.
+type Options struct {
+	// Top bounds each list (backlog by user, top errors, recent errors);
+	// default 10.
+	Top int
+	// ExactCountUpTo: when pg_class.reltuples says the outbox holds more
+	// rows than this, delivered rows are estimated rather than counted
+	// (Report.DeliveredEstimated). 0 means DefaultExactCountUpTo; negative
+	// always counts. A table never analyzed (reltuples -1) is counted.
+	ExactCountUpTo int64
+}
+
+// Collect builds a Report with topN rows in each list (default 10) and the
+// default Options otherwise. See CollectWith.
 func Collect(ctx context.Context, pool *pgxpool.Pool, topN int) (*Report, error) {
-	if topN <= 0 {
-		topN = 10
+	return CollectWith(ctx, pool, Options{Top: topN})
+}
+
+// CollectWith builds a Report. Errors are the database's, wrapped with
+// "status: " and what was being read.
+func CollectWith(ctx context.Context, pool *pgxpool.Pool, opt Options) (*Report, error) {
+	top := int32(opt.Top)
+	if opt.Top <= 0 || opt.Top > math.MaxInt32 {
+		top = 10
 	}
+	exactUpTo := opt.ExactCountUpTo
+	if exactUpTo == 0 {
+		exactUpTo = DefaultExactCountUpTo
+	}
+	q := dbsqlc.New(pool)
 	r := &Report{Counts: map[string]int64{"waiting": 0, "pending": 0, "in_flight": 0, "delivered": 0, "dead": 0, "skipped": 0}}
-	err := pool.QueryRow(ctx, `SELECT now()`).Scan(&r.At)
-	if err != nil {
+	var err error
+	if r.At, err = q.Now(ctx); err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
-	rows, err := pool.Query(ctx, `SELECT status, count(*) FROM outbox GROUP BY status`)
+	c, err := q.StatusCounts(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("status: counts: %w", err)
 	}
-	for rows.Next() {
-		var s string
-		var n int64
-		if err := rows.Scan(&s, &n); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("status: counts: %w", err)
-		}
-		r.Counts[s] = n
+	r.Counts["pending"], r.Counts["in_flight"], r.Counts["dead"] = c.Pending, c.InFlight, c.Dead
+	r.Counts["waiting"], r.Counts["skipped"] = c.Waiting, c.Skipped
+	r.OldestPendingAgeSeconds, r.OldestDeadAgeSeconds = c.OldestPendingSeconds, c.OldestDeadSeconds
+	if exactUpTo > 0 && c.OutboxRowsEstimate > float64(exactUpTo) {
+		r.DeliveredEstimated = true
+		r.Counts["delivered"] = max(int64(c.OutboxRowsEstimate)-c.Pending-c.InFlight-c.Dead-c.Waiting-c.Skipped, 0)
+	} else if r.Counts["delivered"], err = q.StatusDelivered(ctx); err != nil {
+		return nil, fmt.Errorf("status: delivered count: %w", err)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("status: counts: %w", err)
-	}
-	err = pool.QueryRow(ctx, `
-		SELECT coalesce(extract(epoch FROM now() - least(
-		         (SELECT min(created_at) FROM outbox WHERE status = 'pending'),
-		         (SELECT min(created_at) FROM outbox WHERE status = 'in_flight')))::float8, 0)`).Scan(&r.OldestPendingAgeSeconds)
-	if err != nil {
-		return nil, fmt.Errorf("status: oldest pending: %w", err)
-	}
-	err = pool.QueryRow(ctx, `
-		SELECT count(*) FROM outbox
-		WHERE status = 'delivered' AND delivered_at > now() - interval '5 minutes'`).Scan(&r.DeliveredLast5m)
-	if err != nil {
+	if r.DeliveredLast5m, err = q.StatusDeliveredRecently(ctx, (5 * time.Minute).Milliseconds()); err != nil {
 		return nil, fmt.Errorf("status: rate: %w", err)
 	}
 	r.RatePerSecond5m = float64(r.DeliveredLast5m) / 300
-	rows, err = pool.Query(ctx, `
-		SELECT user_id,
-		       count(*) FILTER (WHERE status = 'pending'),
-		       count(*) FILTER (WHERE status = 'in_flight'),
-		       count(*) FILTER (WHERE status = 'dead')
-		FROM outbox WHERE status IN ('pending', 'in_flight', 'dead')
-		GROUP BY user_id
-		ORDER BY count(*) FILTER (WHERE status IN ('pending', 'in_flight')) DESC, count(*) DESC, user_id
-		LIMIT $1`, topN)
+	backlog, err := q.StatusTopBacklog(ctx, top)
 	if err != nil {
 		return nil, fmt.Errorf("status: backlog: %w", err)
 	}
-	r.TopBacklog, err = pgx.CollectRows(rows, pgx.RowToStructByPos[UserBacklog])
-	if err != nil {
-		return nil, fmt.Errorf("status: backlog: %w", err)
+	r.TopBacklog = make([]UserBacklog, 0, len(backlog))
+	for _, b := range backlog {
+		r.TopBacklog = append(r.TopBacklog, UserBacklog(b))
 	}
 	if r.BlockedKeys, r.OldestBlockedKeySeconds, err = countBlockedKeys(ctx, pool); err != nil {
 		return nil, err
 	}
-	if r.Blocked, err = blockedKeys(ctx, pool, topN); err != nil {
+	if r.Blocked, err = blockedKeys(ctx, pool, int(top)); err != nil {
 		return nil, err
 	}
-	rows, err = pool.Query(ctx, `
-		SELECT left(error, 300), count(*), count(DISTINCT outbox_id), max(coalesce(finished_at, started_at))
-		FROM outbox_attempts
-		WHERE error IS NOT NULL AND started_at > now() - interval '24 hours'
-		GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1`, topN)
+	topErrors, err := q.StatusTopErrors(ctx, top)
 	if err != nil {
 		return nil, fmt.Errorf("status: top errors: %w", err)
 	}
-	r.TopErrors, err = pgx.CollectRows(rows, pgx.RowToStructByPos[ErrorCount])
-	if err != nil {
-		return nil, fmt.Errorf("status: top errors: %w", err)
+	r.TopErrors = make([]ErrorCount, 0, len(topErrors))
+	for _, e := range topErrors {
+		r.TopErrors = append(r.TopErrors, ErrorCount(e))
 	}
-	rows, err = pool.Query(ctx, `
-		SELECT a.outbox_id, a.attempt, o.user_id, o.status, a.http_status, left(a.error, 300), coalesce(a.finished_at, a.started_at)
-		FROM outbox_attempts a JOIN outbox o ON o.id = a.outbox_id
-		WHERE a.error IS NOT NULL
-		ORDER BY coalesce(a.finished_at, a.started_at) DESC
-		LIMIT $1`, topN)
+	recent, err := q.StatusRecentErrors(ctx, top)
 	if err != nil {
 		return nil, fmt.Errorf("status: recent errors: %w", err)
 	}
-	r.RecentErrors, err = pgx.CollectRows(rows, pgx.RowToStructByPos[RecentError])
-	if err != nil {
-		return nil, fmt.Errorf("status: recent errors: %w", err)
+	r.RecentErrors = make([]RecentError, 0, len(recent))
+	for _, e := range recent {
+		r.RecentErrors = append(r.RecentErrors, RecentError(e))
 	}
 	// A role that may not read the horizon (sql/roles.sql not re-run after
 	// migration 00010) still gets the rest of the report.
@@ -175,8 +192,22 @@ func (r *Report) WriteJSON(w io.Writer) error {
 func (r *Report) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "Outbox at %s\n", r.At.UTC().Format(time.RFC3339))
-	fmt.Fprintf(tw, "  pending\t%d\n  in_flight\t%d\n  delivered\t%d\n  dead\t%d\n",
-		r.Counts["pending"], r.Counts["in_flight"], r.Counts["delivered"], r.Counts["dead"])
+	delivered := fmt.Sprint(r.Counts["delivered"])
+	if r.DeliveredEstimated {
+		delivered = "about " + delivered + " (estimated from table statistics: too many rows to count)"
+	}
+	fmt.Fprintf(tw, "  pending\t%d\n  in_flight\t%d\n  delivered\t%s\n  dead\t%d\n",
+		r.Counts["pending"], r.Counts["in_flight"], delivered, r.Counts["dead"])
+	// Dead events are not waiting for delivery (only a re-drive sends them
+	// again), so they have their own line rather than counting as backlog.
+	waiting := "none waiting"
+	if r.Counts["pending"]+r.Counts["in_flight"] > 0 {
+		waiting = seconds(r.OldestPendingAgeSeconds).String()
+	}
+	fmt.Fprintf(tw, "  oldest pending\t%s\n", waiting)
+	if r.Counts["dead"] > 0 {
+		fmt.Fprintf(tw, "  oldest dead\t%s (outbox-relay retry re-drives dead events)\n", seconds(r.OldestDeadAgeSeconds))
+	}
 	// waiting: behind an earlier event of their ordering key; blocked
 	// keys: ordering keys whose first undelivered event is dead.
 	fmt.Fprintf(tw, "  waiting\t%d\n  skipped\t%d\n", r.Counts["waiting"], r.Counts["skipped"])
@@ -185,7 +216,6 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(tw, " (oldest %s)", (time.Duration(r.OldestBlockedKeySeconds * float64(time.Second))).Round(time.Second))
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintf(tw, "  oldest undelivered\t%s\n", (time.Duration(r.OldestPendingAgeSeconds * float64(time.Second))).Round(time.Millisecond))
 	fmt.Fprintf(tw, "  delivered last 5m\t%d (%.1f/s)\n", r.DeliveredLast5m, r.RatePerSecond5m)
 	fmt.Fprintf(tw, "  dead tuples\toutbox %d, outbox_attempts %d\n", r.Horizon.DeadTuples["outbox"], r.Horizon.DeadTuples["outbox_attempts"])
 	if r.Horizon.Error != "" {
@@ -234,6 +264,11 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// seconds is a Report age as a Duration, to the millisecond.
+func seconds(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second)).Round(time.Millisecond)
 }
 
 func oneLine(s string) string {
