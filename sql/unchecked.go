@@ -38,14 +38,15 @@ func CopyLeadsCSV(columns string) string {
 	return "COPY leads (" + columns + ") FROM STDIN WITH (FORMAT csv, HEADER true)"
 }
 
-// CreateDatabase and DropDatabase (WITH (FORCE): its sessions are ended) name
-// a scratch database (benchmarks, the demo); a database name is an
-// identifier, which no bind parameter can carry, so it is quoted here.
+// CreateDatabase creates the scratch database name (benchmarks, the demo,
+// sqlc vet). A database name is an identifier, which no bind parameter can
+// carry, so it is quoted here.
 func CreateDatabase(name string) string {
 	return "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
 }
 
-// DropDatabase: see CreateDatabase.
+// DropDatabase drops database name if it exists, ending its sessions
+// (WITH (FORCE)); quoted like CreateDatabase.
 func DropDatabase(name string) string {
 	return "DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)"
 }
