@@ -9,8 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
-	relaysql "github.com/paragon-outbox/outbox-relay/sql"
 )
 
 // planNode is one node of EXPLAIN (FORMAT JSON) output.
@@ -93,10 +93,12 @@ func TestHotStatementPlansScaleWithTheBatch(t *testing.T) {
 	}
 
 	const relay = "plan-test"
-	claimSQL := relaysql.Query("claim")
+	// Arguments in the order sqlc numbered each statement's parameters (the
+	// order of the Queries method's arguments in internal/dbsqlc).
+	claimSQL := dbsqlc.Claim
 	claim := func(tx pgx.Tx, n int) (ids []int64, attempts []int32) {
 		t.Helper()
-		rows, err := tx.Query(ctx, claimSQL, relay, n, int64(60_000), "", 100, 10, nil)
+		rows, err := tx.Query(ctx, claimSQL, relay, int64(60_000), "", nil, 100, 10, n)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,32 +120,32 @@ func TestHotStatementPlansScaleWithTheBatch(t *testing.T) {
 	}
 	type statement struct {
 		name string
+		sql  string
 		args func(tx pgx.Tx, n int) []any // claims its rows in tx first if needed
 	}
 	stmts := []statement{
-		{"claim", func(tx pgx.Tx, n int) []any { return []any{relay, n, int64(60_000), "", 100, 10, nil} }},
-		{"record_results", func(tx pgx.Tx, n int) []any {
+		{"claim", dbsqlc.Claim, func(tx pgx.Tx, n int) []any { return []any{relay, int64(60_000), "", nil, 100, 10, n} }},
+		{"record_results", dbsqlc.RecordResults, func(tx pgx.Tx, n int) []any {
 			ids, att := claim(tx, n)
-			outcomes, statuses, errs := make([]string, n), make([]*int32, n), make([]*string, n)
+			outcomes, statuses, errs := make([]string, n), make([]int32, n), make([]string, n)
 			started, finished, delays, uncounted := make([]time.Time, n), make([]time.Time, n), make([]int64, n), make([]bool, n)
-			ok := int32(201)
 			for i := range n {
-				outcomes[i], statuses[i], started[i], finished[i] = "delivered", &ok, time.Now(), time.Now()
+				outcomes[i], statuses[i], started[i], finished[i] = "delivered", 201, time.Now(), time.Now()
 				if i%10 == 0 { // a few retries: both branches of the statement
 					outcomes[i], delays[i] = "retry", 1000
 				}
 			}
-			return []any{relay, ids, att, outcomes, statuses, errs, started, finished, delays, uncounted}
+			return []any{ids, att, outcomes, statuses, errs, started, finished, delays, uncounted, relay}
 		}},
-		{"release", func(tx pgx.Tx, n int) []any {
+		{"release", dbsqlc.Release, func(tx pgx.Tx, n int) []any {
 			ids, att := claim(tx, n)
 			return []any{relay, ids, att}
 		}},
-		{"extend_leases", func(tx pgx.Tx, n int) []any {
+		{"extend_leases", dbsqlc.ExtendLeases, func(tx pgx.Tx, n int) []any {
 			ids, _ := claim(tx, n)
-			return []any{relay, ids, int64(60_000)}
+			return []any{int64(60_000), ids, relay}
 		}},
-		{"rescue_expired", func(tx pgx.Tx, n int) []any {
+		{"rescue_expired", dbsqlc.RescueExpired, func(tx pgx.Tx, n int) []any {
 			ids, _ := claim(tx, n)
 			if _, err := tx.Exec(ctx, `UPDATE outbox SET lease_expires_at = now() - interval '1 second' WHERE id = ANY($1)`, ids); err != nil {
 				t.Fatal(err)
@@ -165,7 +167,7 @@ func TestHotStatementPlansScaleWithTheBatch(t *testing.T) {
 						t.Fatal(err)
 					}
 					var out []byte
-					if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+relaysql.Query(st.name), args...).Scan(&out); err != nil {
+					if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+st.sql, args...).Scan(&out); err != nil {
 						t.Fatal(err)
 					}
 					var plans []struct {

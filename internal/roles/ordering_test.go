@@ -8,7 +8,7 @@ import (
 
 	"github.com/paragon-outbox/outbox-relay/internal/operator"
 	"github.com/paragon-outbox/outbox-relay/internal/outbox"
-	relaysql "github.com/paragon-outbox/outbox-relay/sql"
+	sqlfiles "github.com/paragon-outbox/outbox-relay/sql"
 )
 
 // TestOrderingSQLAPIPrivileges: roles.sql grants exactly what the SQL API
@@ -77,7 +77,7 @@ func TestOrderingSQLAPIPrivileges(t *testing.T) {
 	)
 
 	// Operators: blocked keys and settings readable; skip needs _write.
-	q, err := relaysql.Operator("blocked_keys")
+	q, err := sqlfiles.Operator("blocked_keys")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
 )
 
-
 func texts(t *testing.T, rep *status.Report) (text string, js map[string]any) {
 	t.Helper()
 	var tb, jb bytes.Buffer
