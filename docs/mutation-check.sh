@@ -46,9 +46,10 @@ mutate "record without compare-and-set" sql/queries/record_results.sql \
 mutate "rescuer resets by id without lock or re-check" sql/queries/rescue_expired.sql \
   "  FOR UPDATE SKIP LOCKED
 @@
-  WHERE o.id = e.id AND o.status = 'in_flight' AND o.lease_expires_at < now()" "
+  WHERE o.id = ANY (ARRAY(SELECT id FROM expired))
+    AND o.status = 'in_flight' AND o.lease_expires_at < now()" "
 @@
-  WHERE o.id = e.id" ./internal/outbox TestRescueRacingCompletionNeverRedelivers 5
+  WHERE o.id = ANY (ARRAY(SELECT id FROM expired))" ./internal/outbox TestRescueRacingCompletionNeverRedelivers 5
 mutate "claim without FOR UPDATE SKIP LOCKED" sql/queries/claim.sql \
   "  LIMIT greatest(sqlc.arg(max_rows)::int - (SELECT count(*) FROM fair), 0)
   FOR UPDATE SKIP LOCKED" "  LIMIT greatest(sqlc.arg(max_rows)::int - (SELECT count(*) FROM fair), 0)" \
