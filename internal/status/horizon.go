@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 )
 
 // HorizonHolder is one holder of this database's xmin horizon: something
@@ -55,25 +56,26 @@ func (h Horizon) OldestAgeSeconds() float64 {
 // tuples.
 func ReadHorizon(ctx context.Context, pool *pgxpool.Pool) (Horizon, error) {
 	h := Horizon{DeadTuples: map[string]int64{}}
-	rows, err := pool.Query(ctx, `SELECT holder, detail, age_seconds, xmin_age FROM outbox_xmin_horizon()`)
+	q := dbsqlc.New(pool)
+	holders, err := q.XminHorizon(ctx)
 	if err != nil {
 		return h, fmt.Errorf("xmin horizon: %w", err)
 	}
-	h.Holders, err = pgx.CollectRows(rows, pgx.RowToStructByPos[HorizonHolder])
-	if err != nil {
-		return h, fmt.Errorf("xmin horizon: %w", err)
+	h.Holders = make([]HorizonHolder, 0, len(holders))
+	for _, x := range holders {
+		hh := HorizonHolder{Holder: x.Holder, Detail: x.Detail, XminAge: x.XminAge}
+		if x.AgeSeconds >= 0 { // -1: no start time (slot, standby)
+			age := x.AgeSeconds
+			hh.AgeSeconds = &age
+		}
+		h.Holders = append(h.Holders, hh)
 	}
-	rows, err = pool.Query(ctx, `
-		SELECT relname::text, n_dead_tup FROM pg_stat_user_tables
-		WHERE relid IN ('outbox'::regclass, 'outbox_attempts'::regclass)`)
+	dead, err := q.DeadTuples(ctx)
 	if err != nil {
 		return h, fmt.Errorf("dead tuples: %w", err)
 	}
-	var name string
-	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&name, &n}, func() error { h.DeadTuples[name] = n; return nil })
-	if err != nil {
-		return h, fmt.Errorf("dead tuples: %w", err)
+	for _, d := range dead {
+		h.DeadTuples[d.Relname] = d.NDeadTup
 	}
 	return h, nil
 }
