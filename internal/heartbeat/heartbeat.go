@@ -11,9 +11,9 @@ package heartbeat
 
 import (
 	"context"
-	"embed"
 	"errors"
 	"log/slog"
+	"math"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -21,14 +21,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/paragon-outbox/outbox-relay/internal/namedsql"
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 	"github.com/paragon-outbox/outbox-relay/internal/relay"
 )
 
-//go:embed queries.sql
-var queryFS embed.FS
-
-var queries = namedsql.MustLoad(queryFS, "queries.sql")
+// The statements are sql/queries/heartbeat_*.sql (package dbsqlc).
 
 const (
 	// IntervalDefault is how often a relay writes its heartbeat.
@@ -111,7 +108,7 @@ func (s *Service) Start(ctx context.Context) error {
 	if err := s.beat(ctx); err != nil {
 		return err
 	}
-	if _, err := s.pool.Exec(ctx, queries.Get("PruneHeartbeats"), s.cfg.Retain); err != nil {
+	if _, err := dbsqlc.New(s.pool).HeartbeatPrune(ctx, s.cfg.Retain.Milliseconds()); err != nil {
 		s.log.Warn("pruning old relay heartbeats failed", slog.Any("error", err))
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -147,8 +144,10 @@ func (s *Service) beat(ctx context.Context) error {
 	h := s.cfg.Health()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Interval)
 	defer cancel()
-	_, err := s.pool.Exec(ctx, queries.Get("UpsertHeartbeat"), s.cfg.RelayID, s.cfg.Version, s.host, s.started, h.Breaker, int32(h.InFlight))
-	return err
+	return dbsqlc.New(s.pool).HeartbeatUpsert(ctx, dbsqlc.HeartbeatUpsertParams{
+		RelayID: s.cfg.RelayID, Version: s.cfg.Version, Host: s.host, StartedAt: s.started,
+		BreakerState: h.Breaker, InFlight: int32(min(h.InFlight, math.MaxInt32)),
+	})
 }
 
 // Stop ends the loop and marks the relay stopped in outbox_relays; ctx
@@ -163,6 +162,5 @@ func (s *Service) Stop(ctx context.Context) error {
 	}
 	cancel()
 	<-done
-	_, err := s.pool.Exec(ctx, queries.Get("MarkStopped"), s.cfg.RelayID, s.cfg.Health().Breaker)
-	return err
+	return dbsqlc.New(s.pool).HeartbeatMarkStopped(ctx, s.cfg.Health().Breaker, s.cfg.RelayID)
 }
