@@ -70,7 +70,7 @@ func runSnapshot(ctx context.Context, s *scenario) error {
 		t0 := time.Now()
 		commits, err := writeSteady(ctx, db.Pool, s.leads, 500, dur, 4)
 		if err == nil {
-			err = waitDelivered(ctx, ep, db.Pool, len(commits), 5*time.Minute)
+			err = waitDelivered(ctx, ep, db.Pool, len(commits), max(5*time.Minute, dur))
 		}
 		var dead int64
 		if err == nil {
