@@ -232,13 +232,6 @@ func setupRelay(ctx context.Context, cfg config.Config, log *slog.Logger, metric
 	if err != nil {
 		return nil, nil, err
 	}
-	client, err := paragon.NewClient(paragon.ClientConfig{
-		BaseURL: cfg.BaseURL, ProjectID: cfg.ProjectID, Tokens: tokens, Timeout: cfg.SendTimeout,
-		MaxConns: cfg.Concurrency, MaxPayloadBytes: cfg.MaxPayloadBytes, MaxRetryAfter: cfg.MaxRetryAfter,
-	})
-	if err != nil {
-		return nil, nil, err
-	}
 	pool, err := openPoolWaiting(ctx, cfg, 8, log)
 	if err != nil {
 		return nil, nil, err
@@ -248,6 +241,19 @@ func setupRelay(ctx context.Context, cfg config.Config, log *slog.Logger, metric
 		return nil, nil, pgutil.Explain(err)
 	}
 	if err := checkPrivileges(ctx, pool); err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	maxPayload, err := payloadLimit(ctx, pool, cfg.MaxPayloadBytes, log)
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	client, err := paragon.NewClient(paragon.ClientConfig{
+		BaseURL: cfg.BaseURL, ProjectID: cfg.ProjectID, Tokens: tokens, Timeout: cfg.SendTimeout,
+		MaxConns: cfg.Concurrency, MaxPayloadBytes: maxPayload, MaxRetryAfter: cfg.MaxRetryAfter,
+	})
+	if err != nil {
 		pool.Close()
 		return nil, nil, err
 	}
@@ -267,4 +273,27 @@ func setupRelay(ctx context.Context, cfg config.Config, log *slog.Logger, metric
 	}
 	log.Info("relay configured", slog.String("endpoint", config.RedactURL(client.Endpoint())), slog.String("database", config.RedactURL(cfg.DatabaseURL)))
 	return r, pool, nil
+}
+
+// payloadLimit is the relay's payload limit in bytes: the database's
+// outbox_settings.max_payload_bytes (the limit outbox_enqueue and the
+// attached tables' trigger enforce, default 1 MiB), unless
+// RELAY_MAX_PAYLOAD_BYTES (configured) is set lower; a configured value
+// above the database's is lowered to it, with a warning. configured equal
+// to the default counts as not set.
+func payloadLimit(ctx context.Context, pool *pgxpool.Pool, configured int, log *slog.Logger) (int, error) {
+	var db int
+	if err := pool.QueryRow(ctx, `SELECT max_payload_bytes FROM outbox_settings`).Scan(&db); err != nil {
+		return 0, fmt.Errorf("read outbox_settings.max_payload_bytes: %w", pgutil.Explain(err))
+	}
+	switch {
+	case configured == config.DefaultMaxPayloadBytes || configured == db:
+		return db, nil
+	case configured < db:
+		return configured, nil
+	default:
+		log.Warn("RELAY_MAX_PAYLOAD_BYTES is above the database's limit (outbox_settings.max_payload_bytes); using the database's",
+			slog.Int("configured", configured), slog.Int("database", db))
+		return db, nil
+	}
 }
