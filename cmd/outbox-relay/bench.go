@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/paragon-outbox/outbox-relay/internal/bench"
-	"github.com/paragon-outbox/outbox-relay/internal/config"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
 )
 
@@ -111,13 +110,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				Stop: lp.stop,
 			}, nil
 		},
-		SetupRelay: func(ctx context.Context, rcfg config.Config) (bench.Relay, func(), error) {
-			r, pool, err := setupRelay(ctx, rcfg, log, nil)
-			if err != nil {
-				return nil, nil, err
-			}
-			return r, pool.Close, nil
-		},
+		Log: log,
 	})
 	if rep == nil {
 		return runErr

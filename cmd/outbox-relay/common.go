@@ -9,13 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paragon-outbox/outbox-relay/internal/config"
 	"github.com/paragon-outbox/outbox-relay/internal/migrate"
-	"github.com/paragon-outbox/outbox-relay/internal/pgutil"
+	"github.com/paragon-outbox/outbox-relay/internal/relayrun"
 )
 
 // loadConfig reads the environment, then parses flags over it: the flags of
@@ -56,59 +55,10 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 }
 
 // openPool connects to DATABASE_URL and checks the connection, with an error
-// that names the variable and never prints a password. A permanent error
-// (no such database or role, wrong password) says what to do about it.
+// that names the variable and never prints a password; a permanent error
+// says what to do about it (relayrun.OpenPool).
 func openPool(ctx context.Context, cfg config.Config, maxConns int32) (*pgxpool.Pool, error) {
-	return openPoolWith(ctx, cfg, pgutil.PoolOptions{MaxConns: maxConns, NoJIT: true})
-}
-
-func openPoolWith(ctx context.Context, cfg config.Config, o pgutil.PoolOptions) (*pgxpool.Pool, error) {
-	if err := cfg.ValidateDatabase(); err != nil {
-		return nil, err
-	}
-	if _, err := pgxpool.ParseConfig(cfg.DatabaseURL); err != nil {
-		return nil, config.DatabaseURLError(cfg.DatabaseURL, err)
-	}
-	// NoJIT: the relay's statements are short and run thousands of times a
-	// second; with a large backlog the planner's row estimates cross
-	// jit_above_cost and JIT compilation costs more than the statement (40 ms
-	// of a 62 ms claim at 1M pending, docs/BENCHMARKS.md). A DATABASE_URL
-	// that sets jit itself wins.
-	pool, err := pgutil.NewPool(ctx, cfg.DatabaseURL, o)
-	if err != nil {
-		return nil, fmt.Errorf("DATABASE_URL (%s): %w", config.RedactURL(cfg.DatabaseURL), err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("cannot reach the database at DATABASE_URL (%s): %w", config.RedactURL(cfg.DatabaseURL), pgutil.Explain(err))
-	}
-	return pool, nil
-}
-
-// openPoolWaiting opens the relay's pool (writable nodes only, lock_timeout
-// set), waiting for cfg.StartupTimeout, with backoff, while the database is
-// unreachable or restarting: a sidecar often starts before its database, or
-// during a database restart or failover. A permanent error (no such
-// database or role, wrong password) returns at once: waiting cannot fix it.
-func openPoolWaiting(ctx context.Context, cfg config.Config, maxConns int32, log *slog.Logger) (*pgxpool.Pool, error) {
-	deadline := time.Now().Add(cfg.StartupTimeout)
-	delay := 250 * time.Millisecond
-	o := pgutil.PoolOptions{MaxConns: maxConns, NoJIT: true, Writable: true, LockTimeout: cfg.LockTimeout}
-	for attempt := 1; ; attempt++ {
-		pool, err := openPoolWith(ctx, cfg, o)
-		if err == nil || cfg.ValidateDatabase() != nil || pgutil.IsPermanent(err) || time.Now().Add(delay).After(deadline) || ctx.Err() != nil {
-			return pool, err
-		}
-		log.Warn("database not reachable yet; retrying", slog.Int("attempt", attempt), slog.Duration("retry_in", delay), slog.Any("error", err))
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 5*time.Second)
-	}
+	return relayrun.OpenPool(ctx, cfg, maxConns)
 }
 
 // openMigratedPool is openPool for commands that read or change the outbox:

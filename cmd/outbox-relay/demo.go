@@ -12,12 +12,14 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/paragon-outbox/outbox-relay/internal/backoff"
 	"github.com/paragon-outbox/outbox-relay/internal/config"
 	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 	"github.com/paragon-outbox/outbox-relay/internal/leads"
 	"github.com/paragon-outbox/outbox-relay/internal/migrate"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
 	"github.com/paragon-outbox/outbox-relay/internal/pgutil"
+	"github.com/paragon-outbox/outbox-relay/internal/relayrun"
 	"github.com/paragon-outbox/outbox-relay/internal/status"
 )
 
@@ -124,21 +126,20 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := rcfg.Validate(); err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
-	r, rpool, err := setupRelay(ctx, rcfg, log, nil)
+	r, err := relayrun.New(ctx, rcfg, log)
 	if err != nil {
 		return err
 	}
-	defer rpool.Close()
-	runCtx, stopRelay := context.WithCancel(ctx)
-	done := make(chan error, 1)
+	defer r.Close()
 	start := time.Now()
-	go func() { done <- r.Run(runCtx) }()
+	if err := r.Start(ctx); err != nil {
+		return err
+	}
 	fmt.Fprintln(stdout, "4. Running the relay until every new lead is delivered...")
 
 	waitErr := waitSettled(ctx, pool, before, loaded, timeout)
 	elapsed := time.Since(start)
-	stopRelay()
-	if err := <-done; err != nil {
+	if err := r.Stop(context.Background()); err != nil {
 		return err
 	}
 	if waitErr != nil {
@@ -193,10 +194,8 @@ func waitSettled(ctx context.Context, pool *pgxpool.Pool, after, want int64, tim
 		if time.Now().After(deadline) {
 			return fmt.Errorf("timed out after %s: %d of %d events not yet delivered", timeout, unsettled, total)
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, 50*time.Millisecond) {
 			return errors.New("interrupted")
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -2,27 +2,17 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/paragon-outbox/outbox-relay/internal/admin"
-	"github.com/paragon-outbox/outbox-relay/internal/config"
-	"github.com/paragon-outbox/outbox-relay/internal/heartbeat"
-	"github.com/paragon-outbox/outbox-relay/internal/migrate"
-	"github.com/paragon-outbox/outbox-relay/internal/operator"
-	"github.com/paragon-outbox/outbox-relay/internal/outbox"
-	"github.com/paragon-outbox/outbox-relay/internal/paragon"
 	"github.com/paragon-outbox/outbox-relay/internal/pgutil"
-	"github.com/paragon-outbox/outbox-relay/internal/relay"
+	"github.com/paragon-outbox/outbox-relay/internal/relayrun"
 	"github.com/paragon-outbox/outbox-relay/internal/status"
 )
 
@@ -36,7 +26,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := newLogger(cfg, stderr)
 	reg := prometheus.NewRegistry()
-	r, pool, err := setupRelay(ctx, cfg, log, relay.NewMetrics(reg))
+	r, err := relayrun.New(ctx, cfg, log, relayrun.WithRegistry(reg))
 	if err != nil {
 		if ctx.Err() != nil {
 			// SIGTERM while still waiting for the database: nothing was
@@ -46,9 +36,9 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return err
 	}
-	defer pool.Close()
+	defer r.Close()
 	if cfg.AdminAddr != "off" {
-		adm := admin.New(pool, reg, log)
+		adm := admin.New(r.Pool, reg, log)
 		if _, err := adm.Start(cfg.AdminAddr); err != nil {
 			return err
 		}
@@ -59,27 +49,8 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}()
 		go func() { <-ctx.Done(); adm.SetShuttingDown() }()
 	}
-	if cfg.PurgeInterval > 0 && (cfg.RetainDelivered > 0 || cfg.RetainDead > 0) {
-		go purgeLoop(ctx, pool, cfg, log)
-	}
-	hb, err := heartbeat.New(pool, heartbeat.Config{RelayID: r.ID(), Health: r.Health}, log)
-	if err != nil {
-		return err
-	}
-	if err := hb.Start(ctx); err != nil {
-		// The console shows relays from these rows; delivery does not need them.
-		log.Warn("relay heartbeat not written; the console will not list this relay", slog.Any("error", err))
-	} else {
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := hb.Stop(sctx); err != nil {
-				log.Warn("marking the relay stopped in outbox_relays failed", slog.Any("error", err))
-			}
-		}()
-	}
-	go watchPermanentFailure(ctx, pool, log, time.Minute)
-	go horizonLoop(ctx, pool, reg, log, 30*time.Second)
+	go watchPermanentFailure(ctx, r.Pool, log, time.Minute)
+	go horizonLoop(ctx, r.Pool, reg, log, 30*time.Second)
 	return r.Run(ctx)
 }
 
@@ -150,150 +121,5 @@ func watchPermanentFailure(ctx context.Context, pool *pgxpool.Pool, log *slog.Lo
 			log.Info("the database accepts the relay's statements again")
 			last, failing = time.Time{}, false
 		}
-	}
-}
-
-// purgeLoop applies retention every PurgeInterval, in small batches, so the
-// outbox tables stay small. A retention of 0 keeps those events.
-func purgeLoop(ctx context.Context, pool *pgxpool.Pool, cfg config.Config, log *slog.Logger) {
-	const forever = 100 * 365 * 24 * time.Hour
-	delivered, dead := cfg.RetainDelivered, cfg.RetainDead
-	if delivered == 0 {
-		delivered = forever
-	}
-	if dead == 0 {
-		dead = forever
-	}
-	t := time.NewTicker(cfg.PurgeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		n, err := operator.Purge(ctx, pool, delivered, dead, config.DefaultPurgeBatch)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("retention purge failed", slog.Any("error", err), slog.Int64("deleted", n))
-		} else if n > 0 {
-			log.Info("retention purge", slog.Int64("deleted", n))
-		}
-	}
-}
-
-// checkPrivileges EXPLAINs (without running) every statement the relay runs,
-// which checks the role's privileges on every table and column they touch:
-// a role without them is told at start-up, not at the first claim.
-func checkPrivileges(ctx context.Context, pool *pgxpool.Pool) error {
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	// outbox.Statements: every statement the relay runs (sql/queries).
-	for _, st := range outbox.Statements() {
-		name := st.Name
-		sd, err := conn.Conn().Prepare(ctx, "", "EXPLAIN "+st.SQL)
-		if err == nil {
-			args := make([]any, len(sd.ParamOIDs))
-			_, err = conn.Exec(ctx, sd.SQL, args...)
-		}
-		if err != nil {
-			if pgutil.IsPermanent(err) {
-				return fmt.Errorf("the relay cannot run its %s statement: %w", name, pgutil.Explain(err))
-			}
-			return fmt.Errorf("check the relay's %s statement: %w", name, err)
-		}
-	}
-	return nil
-}
-
-// defaultRelayID names a relay instance: host, pid and a random suffix, so
-// that a restarted relay never mistakes an old lease for its own.
-func defaultRelayID() string {
-	host, _ := os.Hostname()
-	var b [3]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
-}
-
-// setupRelay builds everything a relay needs from a validated config: the
-// signing key, token source, Paragon client, database pool (schema checked)
-// and the relay itself.
-func setupRelay(ctx context.Context, cfg config.Config, log *slog.Logger, metrics *relay.Metrics) (*relay.Relay, *pgxpool.Pool, error) {
-	key, warn, err := cfg.LoadKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	if warn != "" {
-		log.Warn(string(warn))
-	}
-	tokens, err := paragon.NewTokens(paragon.TokensConfig{Key: key, ProjectID: cfg.ProjectID, TTL: cfg.TokenTTL})
-	if err != nil {
-		return nil, nil, err
-	}
-	pool, err := openPoolWaiting(ctx, cfg, 8, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := migrate.Check(ctx, pool); err != nil {
-		pool.Close()
-		return nil, nil, pgutil.Explain(err)
-	}
-	if err := checkPrivileges(ctx, pool); err != nil {
-		pool.Close()
-		return nil, nil, err
-	}
-	maxPayload, err := payloadLimit(ctx, pool, cfg.MaxPayloadBytes, log)
-	if err != nil {
-		pool.Close()
-		return nil, nil, err
-	}
-	client, err := paragon.NewClient(paragon.ClientConfig{
-		BaseURL: cfg.BaseURL, ProjectID: cfg.ProjectID, Tokens: tokens, Timeout: cfg.SendTimeout,
-		MaxConns: cfg.Concurrency, MaxPayloadBytes: maxPayload, MaxRetryAfter: cfg.MaxRetryAfter,
-	})
-	if err != nil {
-		pool.Close()
-		return nil, nil, err
-	}
-	id := cfg.RelayID
-	if id == "" {
-		id = defaultRelayID()
-	}
-	r, err := relay.New(outbox.New(pool), client, relay.Config{
-		RelayID: id, Concurrency: cfg.Concurrency, BatchSize: cfg.BatchSize, PollInterval: cfg.PollInterval, MinPollInterval: cfg.MinPollInterval,
-		Lease: cfg.Lease, ShutdownGrace: cfg.ShutdownGrace, MaxAttempts: cfg.MaxAttempts,
-		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, RateLimit: cfg.RateLimit,
-		Metrics: metrics,
-	}, log)
-	if err != nil {
-		pool.Close()
-		return nil, nil, err
-	}
-	log.Info("relay configured", slog.String("endpoint", config.RedactURL(client.Endpoint())), slog.String("database", config.RedactURL(cfg.DatabaseURL)))
-	return r, pool, nil
-}
-
-// payloadLimit is the relay's payload limit in bytes: the database's
-// outbox_settings.max_payload_bytes (the limit outbox_enqueue and the
-// attached tables' trigger enforce, default 1 MiB), unless
-// RELAY_MAX_PAYLOAD_BYTES (configured) is set lower; a configured value
-// above the database's is lowered to it, with a warning. configured equal
-// to the default counts as not set.
-func payloadLimit(ctx context.Context, pool *pgxpool.Pool, configured int, log *slog.Logger) (int, error) {
-	var db int
-	if err := pool.QueryRow(ctx, `SELECT max_payload_bytes FROM outbox_settings`).Scan(&db); err != nil {
-		return 0, fmt.Errorf("read outbox_settings.max_payload_bytes: %w", pgutil.Explain(err))
-	}
-	switch {
-	case configured == config.DefaultMaxPayloadBytes || configured == db:
-		return db, nil
-	case configured < db:
-		return configured, nil
-	default:
-		log.Warn("RELAY_MAX_PAYLOAD_BYTES is above the database's limit (outbox_settings.max_payload_bytes); using the database's",
-			slog.Int("configured", configured), slog.Int("database", db))
-		return db, nil
 	}
 }

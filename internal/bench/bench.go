@@ -7,9 +7,9 @@
 // written through SQL like an app, outbox rows generated in bulk), and the
 // measurement helpers (percentiles, rate windows, RSS sampling) with their
 // tests and Go benchmarks. What it must not touch: the relay's code and SQL.
-// It drives the relay only through the hooks the command gives it
-// (Options.SetupRelay, Options.StartEndpoint) and the `outbox-relay relay`
-// subprocess, with the relay's default configuration except where a
+// It starts relays as the command does (relayrun.New), through the hook
+// the command gives it for the endpoint (Options.StartEndpoint) and the
+// `outbox-relay relay` subprocess, with the relay's default configuration except where a
 // scenario says otherwise, and reads the outbox only to check results.
 package bench
 
@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -30,17 +31,13 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/paragon-outbox/outbox-relay/internal/backoff"
 	"github.com/paragon-outbox/outbox-relay/internal/config"
 	"github.com/paragon-outbox/outbox-relay/internal/migrate"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
 	"github.com/paragon-outbox/outbox-relay/internal/pgutil"
+	"github.com/paragon-outbox/outbox-relay/internal/relayrun"
 )
-
-// Relay is a configured relay: Run delivers until ctx ends, then shuts down
-// gracefully. *relay.Relay implements it.
-type Relay interface {
-	Run(ctx context.Context) error
-}
 
 // Endpoint is a running local Paragon endpoint with a throwaway signing key.
 type Endpoint struct {
@@ -91,9 +88,8 @@ type Options struct {
 	Progress io.Writer
 	// StartEndpoint starts a local Paragon endpoint (payloads discarded).
 	StartEndpoint func(faults paragonlocal.Faults) (*Endpoint, error)
-	// SetupRelay builds a relay for a validated configuration; close
-	// releases its resources after Run returned.
-	SetupRelay func(ctx context.Context, cfg config.Config) (r Relay, release func(), err error)
+	// Log receives the relays' logs; nil discards them.
+	Log *slog.Logger
 }
 
 type scenarioDef struct {
@@ -342,12 +338,12 @@ func (s *scenario) startRelay(ctx context.Context, cfg config.Config) (*runningR
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("relay configuration:\n%w", err)
 	}
-	r, closeFn, err := s.opts.SetupRelay(ctx, cfg)
+	r, err := relayrun.New(ctx, cfg, s.opts.Log)
 	if err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	rr := &runningRelay{cancel: cancel, done: make(chan error, 1), close: closeFn}
+	rr := &runningRelay{cancel: cancel, done: make(chan error, 1), close: r.Close}
 	go func() { rr.done <- r.Run(rctx) }()
 	return rr, nil
 }
@@ -462,7 +458,7 @@ func waitDelivered(ctx context.Context, ep *Endpoint, pool *pgxpool.Pool, n int,
 				if err != nil || left == 0 {
 					return err
 				}
-				if !sleepCtx(ctx, 5*time.Millisecond) {
+				if !backoff.Sleep(ctx, 5*time.Millisecond) {
 					return fmt.Errorf("timed out after %s: %d events still pending or in flight", timeout, left)
 				}
 			}
@@ -495,17 +491,6 @@ func duplicates(ep *Endpoint) int {
 		d += max(0, c-1)
 	}
 	return d
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 func relaySettings(c config.Config) RelaySettings {

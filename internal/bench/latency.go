@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/paragon-outbox/outbox-relay/internal/backoff"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
 )
 
@@ -40,7 +41,7 @@ func runLatency(ctx context.Context, s *scenario) error {
 	}
 	defer func() { _ = rr.stop() }() // the error of the stop below is the one reported
 	// Let the relay connect and find the outbox empty before writing.
-	if !sleepCtx(ctx, 500*time.Millisecond) {
+	if !backoff.Sleep(ctx, 500*time.Millisecond) {
 		return ctx.Err()
 	}
 	s.progress("writing %d leads/s for %s with a relay running", rate, dur)

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/paragon-outbox/outbox-relay/internal/backoff"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
 )
 
@@ -215,7 +216,7 @@ func (s *scenario) relayColdLatency(ctx context.Context, dur time.Duration) (pha
 		return res, err
 	}
 	defer func() { _ = rr.stop() }()
-	if !sleepCtx(ctx, 2*time.Second) {
+	if !backoff.Sleep(ctx, 2*time.Second) {
 		return res, ctx.Err()
 	}
 	total := int(dur.Seconds() * riverRate)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/paragon-outbox/outbox-relay/internal/backoff"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
 )
 
@@ -45,7 +46,7 @@ func runSnapshot(ctx context.Context, s *scenario) error {
 		if err != nil {
 			return err
 		}
-		if !sleepCtx(ctx, 500*time.Millisecond) {
+		if !backoff.Sleep(ctx, 500*time.Millisecond) {
 			_ = rr.stop()
 			return ctx.Err()
 		}

@@ -37,6 +37,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/paragon-outbox/outbox-relay/internal/backoff"
 )
 
 const (
@@ -330,7 +332,7 @@ func (s *Server) serveTrigger(w http.ResponseWriter, r *http.Request) {
 	}
 
 	f := s.faults.Load()
-	if f.Latency > 0 && !sleepCtx(r.Context(), f.Latency) {
+	if f.Latency > 0 && !backoff.Sleep(r.Context(), f.Latency) {
 		s.canceled(w)
 		return
 	}
@@ -392,7 +394,7 @@ func (s *Server) serveTrigger(w http.ResponseWriter, r *http.Request) {
 			return
 		case x < f.cSlow:
 			s.st.injSlow.Add(1)
-			if !sleepCtx(r.Context(), f.SlowDelay) {
+			if !backoff.Sleep(r.Context(), f.SlowDelay) {
 				s.canceled(w)
 				return
 			}
@@ -695,18 +697,6 @@ func dropConnection(w http.ResponseWriter) {
 	// Not hijackable (e.g. HTTP/2): abort the response; net/http resets the
 	// stream or closes the connection without logging.
 	panic(http.ErrAbortHandler)
-}
-
-// sleepCtx waits d or until ctx is done; it reports whether d elapsed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 const maxPooledBuf = 64 << 10
