@@ -60,13 +60,13 @@ mutate "no fair pass in the claim" internal/outbox/outbox.go \
   "FairUsers: 100, FairPerUser: 10" "FairUsers: 100, FairPerUser: 0" ./internal/outbox TestClaimIsFairAcrossConnectedUsers
 mutate "circuit breaker never opens" internal/relay/breaker.go \
   "if b.streak >= b.threshold {" "if false {" ./internal/relay 'TestOutageDoesNotKillEvents|TestOneUsersBacklogSurvivesAnOutage'
-mutate "Retry-After ignored" internal/relay/relay.go \
+mutate "Retry-After ignored" internal/relay/retry_policy.go \
   "out.RetryDelay = max(d, res.RetryAfter)" "out.RetryDelay = d" ./internal/relay TestRetries500And429UntilDelivered
-mutate "leases not extended" internal/relay/relay.go \
-  "		if _, err := r.store.ExtendLeases(ctx, r.cfg.RelayID, ids, r.cfg.Lease); err != nil && ctx.Err() == nil {" \
-  "		if _, err := r.store.ExtendLeases(ctx, r.cfg.RelayID, nil, r.cfg.Lease); err != nil && ctx.Err() == nil {" \
-  ./internal/relay TestLiveRelayKeepsItsLease
-mutate "unsent rows not released at shutdown" internal/relay/relay.go \
+mutate "leases not extended" internal/relay/lease_extender.go \
+  "	n, err := s.store.ExtendLeases(ctx, s.cfg.RelayID, ids, s.cfg.Lease)" \
+  "	n, err := s.store.ExtendLeases(ctx, s.cfg.RelayID, nil, s.cfg.Lease)" \
+  ./internal/relay 'TestLiveRelayKeepsItsLease|TestLeaseExtenderAlone'
+mutate "unsent rows not released at shutdown" internal/relay/pipeline.go \
   "	r.release(bg, toRelease)" "	_ = toRelease" ./internal/relay TestGracefulShutdownReleasesUnsentRowsWithoutSpendingAttempts
 mutate "payload decoded through float64" internal/outbox/outbox.go \
   "		e.Payload = []byte(row.Payload)
@@ -77,12 +77,14 @@ import (" "		var v any
 @@
 import (
 	\"encoding/json\"" ./internal/relay TestPoisonEvents
-mutate "refused (401) attempts count toward max attempts" internal/relay/relay.go \
-  "out.Uncounted = configProblem || r.breaker.isOpen() || shuttingDown" \
-  "out.Uncounted = false" ./internal/relay TestRotatedKeyDoesNotKillEvents
+mutate "refused (401) attempts count toward max attempts" internal/relay/retry_policy.go \
+  "out.Uncounted = configProblem || c.BreakerOpen || shuttingDown" \
+  "out.Uncounted = false" ./internal/relay 'TestRotatedKeyDoesNotKillEvents|TestRetryPolicyFollowsTheReliabilityTable'
 mutate "rejected (4xx) events retried instead of dead" internal/paragon/client.go \
   "	case status >= 400 && status < 500:
 		return Rejected, false" "	case status >= 400 && status < 500:
 		return Retry, false" ./internal/relay TestRejectedEventGoesDeadAfterOneAttemptWithoutBlockingOthers
-mutate "relay exits when the database is down at start-up" cmd/outbox-relay/relay.go \
-  "openPoolWaiting(ctx, cfg, 8, log)" "openPool(ctx, cfg, 8)" ./internal/chaos TestChaos
+mutate "relay exits when the database is down at start-up" internal/relayrun/relayrun.go \
+  "OpenPoolWaiting(ctx, cfg, PoolMaxConns, log)" "OpenPool(ctx, cfg, PoolMaxConns)" ./internal/chaos TestChaos
+mutate "retryable failures summarised only when another batch arrives" internal/relay/log_throttle.go \
+  "		s.timer = s.after(s.lastLog.Add(s.every).Sub(now), s.onTimer)" "" ./internal/relay TestFailureSummary

@@ -28,7 +28,8 @@ const failureSummaryEvery = 30 * time.Second
 type failureSummary struct {
 	log   *slog.Logger
 	every time.Duration
-	now   func() time.Time
+	now   func() time.Time                        // time.Now; tests replace it
+	after func(time.Duration, func()) *time.Timer // time.AfterFunc; tests replace it
 
 	mu         sync.Mutex
 	since      time.Time // start of the window summarised (previous summary, or first failure)
@@ -41,7 +42,7 @@ type failureSummary struct {
 }
 
 func newFailureSummary(log *slog.Logger, every time.Duration) *failureSummary {
-	return &failureSummary{log: log, every: every, now: time.Now}
+	return &failureSummary{log: log, every: every, now: time.Now, after: time.AfterFunc}
 }
 
 // add counts one retryable failure; flushIfDue logs it.
@@ -72,7 +73,7 @@ func (s *failureSummary) flushIfDue() {
 		return
 	}
 	if s.timer == nil {
-		s.timer = time.AfterFunc(s.lastLog.Add(s.every).Sub(now), s.onTimer)
+		s.timer = s.after(s.lastLog.Add(s.every).Sub(now), s.onTimer)
 	}
 }
 

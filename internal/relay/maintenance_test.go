@@ -1,0 +1,199 @@
+package relay_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/paragon-outbox/outbox-relay/internal/operator/operatortest"
+	"github.com/paragon-outbox/outbox-relay/internal/outbox"
+	"github.com/paragon-outbox/outbox-relay/internal/relay"
+	"github.com/paragon-outbox/outbox-relay/internal/testdb"
+)
+
+// waitFor polls cond until it holds, failing the test after a minute (a
+// bound for a hung service, not a performance threshold).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func leaseLeft(t *testing.T, db *testdb.Database, id int64) time.Duration {
+	t.Helper()
+	var ms float64
+	if err := db.Pool.QueryRow(context.Background(),
+		`SELECT extract(epoch FROM lease_expires_at - now()) * 1000 FROM outbox WHERE id = $1`, id).Scan(&ms); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// TestLeaseExtenderAlone: the extender renews the leases of the rows its
+// relay holds, and only those: not rows it does not list, not rows of
+// another relay even if listed.
+func TestLeaseExtenderAlone(t *testing.T) {
+	db := testdb.New(t)
+	add := func(owner string) int64 {
+		return operatortest.Add(t, db.Pool, operatortest.Event{User: "usr_a", Status: "in_flight", Attempts: 1,
+			LeaseExpiresIn: time.Minute, LeaseOwner: owner}).ID
+	}
+	held, notListed, foreign := add("relay-x"), add("relay-x"), add("relay-other")
+	m := relay.NewMetrics(nil)
+	s := relay.NewLeaseExtender(outbox.New(db.Pool), relay.LeaseExtenderConfig{
+		RelayID: "relay-x", Lease: time.Hour, Interval: 10 * time.Millisecond, Metrics: m,
+		Held: func() []int64 { return []int64{held, foreign} },
+	}, nil)
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the held row's lease is extended to an hour", func() bool { return leaseLeft(t, db, held) > 50*time.Minute })
+	s.Stop()
+	s.Stop() // safe twice
+	if d := leaseLeft(t, db, notListed); d > 2*time.Minute {
+		t.Errorf("a row the relay did not list was extended (%s left)", d)
+	}
+	if d := leaseLeft(t, db, foreign); d > 2*time.Minute {
+		t.Errorf("another relay's row was extended (%s left)", d)
+	}
+	if n := promtest.ToFloat64(m.DBErrors.WithLabelValues("extend_leases")); n != 0 {
+		t.Errorf("%v database errors", n)
+	}
+}
+
+// TestRescuerAlone: expired leases of any relay become claimable again, in
+// batches until a batch comes back short; live leases are left alone.
+func TestRescuerAlone(t *testing.T) {
+	db := testdb.New(t)
+	var expired []int64
+	for _, owner := range []string{"relay-dead-1", "relay-dead-1", "relay-dead-2", "relay-dead-2", "relay-dead-3"} {
+		expired = append(expired, operatortest.Add(t, db.Pool, operatortest.Event{User: "usr_a", Status: "in_flight", Attempts: 1,
+			LeaseExpiresIn: -time.Minute, LeaseOwner: owner}).ID)
+	}
+	live := operatortest.Add(t, db.Pool, operatortest.Event{User: "usr_a", Status: "in_flight", Attempts: 1,
+		LeaseExpiresIn: time.Hour, LeaseOwner: "relay-live"}).ID
+	m := relay.NewMetrics(nil)
+	s := relay.NewRescuer(outbox.New(db.Pool), relay.RescuerConfig{Interval: 10 * time.Millisecond, BatchSize: 2, MaxAttempts: 10, Metrics: m}, nil)
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every expired lease is rescued", func() bool { return s.Rescued() >= int64(len(expired)) })
+	s.Stop()
+	if got := s.Rescued(); got != int64(len(expired)) {
+		t.Fatalf("rescued %d rows, want %d", got, len(expired))
+	}
+	if got := promtest.ToFloat64(m.Rescued); got != float64(len(expired)) {
+		t.Errorf("outbox_relay_rescued_total = %v, want %d", got, len(expired))
+	}
+	var pending int
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE id = ANY($1) AND status = 'pending'`, expired).Scan(&pending); err != nil {
+		t.Fatal(err)
+	}
+	if pending != len(expired) {
+		t.Errorf("%d of %d rescued rows are pending", pending, len(expired))
+	}
+	var status string
+	if err := db.Pool.QueryRow(context.Background(), `SELECT status FROM outbox WHERE id = $1`, live).Scan(&status); err != nil {
+		t.Fatal(err)
+	}
+	if status != "in_flight" {
+		t.Errorf("a live lease was rescued: status %s", status)
+	}
+}
+
+// TestGaugesAlone: the backlog gauges are read at start.
+func TestGaugesAlone(t *testing.T) {
+	db := testdb.New(t)
+	for status, n := range map[string]int{"pending": 3, "in_flight": 2, "dead": 1, "delivered": 4} {
+		for range n {
+			e := operatortest.Event{User: "usr_a", Status: status, Attempts: 1, CreatedAgo: time.Hour, LeaseExpiresIn: time.Hour, DeliveredAgo: time.Minute}
+			operatortest.Add(t, db.Pool, e)
+		}
+	}
+	m := relay.NewMetrics(nil)
+	s := relay.NewGauges(outbox.New(db.Pool), relay.GaugesConfig{Interval: time.Hour, Metrics: m}, nil)
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	waitFor(t, "the gauges are read", func() bool { return promtest.ToFloat64(m.Pending) == 3 })
+	if in, dead := promtest.ToFloat64(m.InFlight), promtest.ToFloat64(m.Dead); in != 2 || dead != 1 {
+		t.Errorf("in flight %v, dead %v; want 2 and 1", in, dead)
+	}
+	if age := promtest.ToFloat64(m.OldestPendingSeconds); age < 3000 {
+		t.Errorf("oldest pending age %vs, want about an hour", age)
+	}
+}
+
+// TestPurgerAlone: retention deletes old delivered and dead events in small
+// batches and keeps recent ones and everything undelivered; a retention of
+// 0 keeps that kind.
+func TestPurgerAlone(t *testing.T) {
+	db := testdb.New(t)
+	add := func(e operatortest.Event) int64 { e.User = "usr_a"; return operatortest.Add(t, db.Pool, e).ID }
+	day := 24 * time.Hour
+	for range 3 {
+		add(operatortest.Event{Status: "delivered", Attempts: 1, CreatedAgo: 11 * day, DeliveredAgo: 10 * day})
+	}
+	oldDead := add(operatortest.Event{Status: "dead", Attempts: 3, LastError: "HTTP 500", CreatedAgo: 40 * day})
+	keep := []int64{
+		add(operatortest.Event{Status: "delivered", Attempts: 1, DeliveredAgo: time.Minute}),
+		add(operatortest.Event{Status: "dead", Attempts: 3, LastError: "HTTP 500", CreatedAgo: day}),
+		add(operatortest.Event{Status: "pending", CreatedAgo: 100 * day}),
+		add(operatortest.Event{Status: "in_flight", Attempts: 1, CreatedAgo: 100 * day, LeaseExpiresIn: time.Hour}),
+	}
+	remaining := func() map[int64]bool {
+		rows, err := db.Pool.Query(context.Background(), `SELECT id FROM outbox`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		ids := map[int64]bool{}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			ids[id] = true
+		}
+		return ids
+	}
+
+	// Dead events kept (retention 0): only the old delivered ones go.
+	s := relay.NewPurger(db.Pool, relay.PurgerConfig{RetainDelivered: 7 * day, Interval: 10 * time.Millisecond, BatchSize: 2}, nil)
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "old delivered events are purged", func() bool { return len(remaining()) == len(keep)+1 })
+	s.Stop()
+	if !remaining()[oldDead] {
+		t.Fatal("a dead event was purged with RetainDead 0")
+	}
+
+	s = relay.NewPurger(db.Pool, relay.PurgerConfig{RetainDelivered: 7 * day, RetainDead: 30 * day, Interval: 10 * time.Millisecond, BatchSize: 2}, nil)
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the old dead event is purged", func() bool { return !remaining()[oldDead] })
+	s.Stop()
+	left := remaining()
+	for _, id := range keep {
+		if !left[id] {
+			t.Errorf("event %d was purged; it is recent or undelivered", id)
+		}
+	}
+	var orphans int
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox_attempts WHERE outbox_id NOT IN (SELECT id FROM outbox)`).Scan(&orphans); err != nil {
+		t.Fatal(err)
+	}
+	if orphans != 0 {
+		t.Errorf("%d attempts of purged events remain", orphans)
+	}
+}
