@@ -85,6 +85,6 @@ mutate "rejected (4xx) events retried instead of dead" internal/paragon/client.g
 		return Rejected, false" "	case status >= 400 && status < 500:
 		return Retry, false" ./internal/relay TestRejectedEventGoesDeadAfterOneAttemptWithoutBlockingOthers
 mutate "relay exits when the database is down at start-up" internal/relayrun/relayrun.go \
-  "OpenPoolWaiting(ctx, cfg, PoolMaxConns, log)" "OpenPool(ctx, cfg, PoolMaxConns)" ./internal/chaos TestChaos
+  "OpenPoolWaiting(ctx, cfg, PoolMaxConns, log)" "OpenPool(ctx, cfg, PoolMaxConns)" ./cmd/outbox-relay TestRelayWaitsOutARestartingServer
 mutate "retryable failures summarised only when another batch arrives" internal/relay/log_throttle.go \
   "		s.timer = s.after(s.lastLog.Add(s.every).Sub(now), s.onTimer)" "" ./internal/relay TestFailureSummary

@@ -63,8 +63,9 @@ type Config struct {
 	MinPollInterval time.Duration
 	Lease           time.Duration // claim lease; default 2m
 	// ShutdownGrace is the longest Stop (or the end of Start's context) lets
-	// sends in flight finish; default 0 (abandon them at once) when negative,
-	// as given otherwise. Stop's own context can cut it shorter.
+	// sends in flight finish; 0 or negative abandons them at once. Stop's
+	// own context can cut it shorter. relayrun passes RELAY_SHUTDOWN_GRACE
+	// (default 20s).
 	ShutdownGrace time.Duration
 	MaxAttempts   int           // default 25 (RetryPolicy)
 	BackoffBase   time.Duration // default 1s (RetryPolicy)
