@@ -71,4 +71,3 @@ func OpenPoolWaiting(ctx context.Context, cfg config.Config, maxConns int32, log
 		}
 	}
 }
-
