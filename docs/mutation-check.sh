@@ -63,8 +63,8 @@ mutate "circuit breaker never opens" internal/relay/breaker.go \
 mutate "Retry-After ignored" internal/relay/retry_policy.go \
   "out.RetryDelay = max(d, res.RetryAfter)" "out.RetryDelay = d" ./internal/relay TestRetries500And429UntilDelivered
 mutate "leases not extended" internal/relay/lease_extender.go \
-  "	n, err := s.store.ExtendLeases(ctx, s.cfg.RelayID, ids, s.cfg.Lease)" \
-  "	n, err := s.store.ExtendLeases(ctx, s.cfg.RelayID, nil, s.cfg.Lease)" \
+  "	ext, err := s.store.ExtendLeasesOf(ctx, s.cfg.RelayID, ids, s.cfg.Lease)" \
+  "	ext, err := s.store.ExtendLeasesOf(ctx, s.cfg.RelayID, nil, s.cfg.Lease)" \
   ./internal/relay 'TestLiveRelayKeepsItsLease|TestLeaseExtenderAlone'
 mutate "unsent rows not released at shutdown" internal/relay/pipeline.go \
   "	r.release(bg, toRelease)" "	_ = toRelease" ./internal/relay TestGracefulShutdownReleasesUnsentRowsWithoutSpendingAttempts

@@ -197,3 +197,46 @@ func TestPurgerAlone(t *testing.T) {
 		t.Errorf("%d attempts of purged events remain", orphans)
 	}
 }
+
+// TestPromoterAlone: a waiting event whose earlier event of its ordering key
+// was delivered (outside the relay's record statement, which would promote
+// it itself) becomes pending with the sweep; one still blocked stays waiting.
+func TestPromoterAlone(t *testing.T) {
+	db := testdb.New(t)
+	ctx := context.Background()
+	var lead, blocked int64
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO leads (owner_id, last_name) VALUES ('usr_a', 'A') RETURNING id`).Scan(&lead); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO leads (owner_id, last_name) VALUES ('usr_b', 'B') RETURNING id`).Scan(&blocked); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `UPDATE leads SET last_name = last_name || ' updated' WHERE id IN ($1, $2)`, lead, blocked); err != nil {
+		t.Fatal(err)
+	}
+	statusOf := func(leadID int64, name string) string {
+		var s string
+		if err := db.Pool.QueryRow(ctx, `SELECT status FROM outbox WHERE lead_id = $1 AND event_name = $2`, leadID, name).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if s := statusOf(lead, "Lead Updated"); s != "waiting" {
+		t.Fatalf("Lead Updated behind an undelivered Lead Created is %s, want waiting", s)
+	}
+	if _, err := db.Pool.Exec(ctx, `
+		UPDATE outbox SET status = 'delivered', delivered_at = now(), attempts = 1
+		WHERE lead_id = $1 AND event_name = 'Lead Created'`, lead); err != nil {
+		t.Fatal(err)
+	}
+	s := relay.NewPromoter(outbox.New(db.Pool), relay.PromoterConfig{Interval: 10 * time.Millisecond, Keys: 1}, nil)
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the unblocked event is promoted", func() bool { return statusOf(lead, "Lead Updated") == "pending" })
+	s.Stop()
+	s.Stop()
+	if st := statusOf(blocked, "Lead Updated"); st != "waiting" {
+		t.Fatalf("an event behind an undelivered one is %s, want waiting", st)
+	}
+}
