@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -241,6 +242,16 @@ func (r *Relay) claimLoop(ctx, bg context.Context, work chan<- outbox.Event) {
 			case <-ctx.Done():
 				return
 			case <-poll.C:
+			case <-r.kick:
+				// A keyed event was delivered: the next event of its key
+				// is pending now; claim it without waiting out the poll.
+				idleWait = r.cfg.MinPollInterval
+				if !poll.Stop() {
+					select {
+					case <-poll.C:
+					default:
+					}
+				}
 			}
 		}
 	}
@@ -414,6 +425,7 @@ func (r *Relay) flush(ctx context.Context, buf []outbox.Result) {
 		if err == nil {
 			r.log.Debug("recorded", slog.Int("results", len(buf)), slog.Duration("took", time.Since(t0)))
 			r.count(buf, moved)
+			r.kickIfPromoted(buf, moved)
 			break
 		}
 		r.m.DBErrors.WithLabelValues("record").Inc()
@@ -437,6 +449,22 @@ func (r *Relay) flush(ctx context.Context, buf []outbox.Result) {
 		ids[i] = b.ID
 	}
 	r.forget(ids)
+}
+
+// kickIfPromoted wakes the claim loop when a recorded delivery of a keyed
+// event may have made the next event of its key pending (record_results
+// promotes it): events of one key go one at a time, and waiting out the
+// idle poll between them would make each key as slow as the poll interval.
+func (r *Relay) kickIfPromoted(buf []outbox.Result, moved []int64) {
+	for _, b := range buf {
+		if b.Keyed && b.Outcome == outbox.OutcomeDelivered && slices.Contains(moved, b.ID) {
+			select {
+			case r.kick <- struct{}{}:
+			default:
+			}
+			return
+		}
+	}
 }
 
 func (r *Relay) count(buf []outbox.Result, moved []int64) {

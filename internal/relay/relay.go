@@ -185,6 +185,7 @@ type Relay struct {
 	leaseFrom   map[int64]time.Time
 	outstanding int
 	freed       chan struct{} // signalled when outstanding drops
+	kick        chan struct{} // signalled when a keyed event was delivered
 
 	failures *failureSummary
 	stopping atomic.Bool // set when the pipeline begins shutting down
@@ -223,6 +224,7 @@ func New(store *outbox.Store, sender Sender, cfg Config, log *slog.Logger) (*Rel
 		held:      make(map[int64]int32),
 		leaseFrom: make(map[int64]time.Time),
 		freed:     make(chan struct{}, 1),
+		kick:      make(chan struct{}, 1),
 		breaker:   newBreaker(cfg.BreakerThreshold, cfg.BreakerMinCooldown, cfg.BreakerMaxCooldown),
 		policy:    RetryPolicy{MaxAttempts: cfg.MaxAttempts, BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax},
 		m:         cfg.Metrics,

@@ -60,7 +60,7 @@ type Conditions struct {
 
 // Decide turns the answer res to the attempt on ev into the row's next state.
 func (p RetryPolicy) Decide(ev outbox.Event, res paragon.Result, c Conditions) outbox.Result {
-	out := outbox.Result{ID: ev.ID, Attempt: ev.Attempt, HTTPStatus: res.Status, Started: res.Started, Finished: res.Finished}
+	out := outbox.Result{ID: ev.ID, Attempt: ev.Attempt, HTTPStatus: res.Status, Started: res.Started, Finished: res.Finished, Keyed: ev.Keyed}
 	if res.Err != nil {
 		out.Error = res.Err.Error()
 	}
