@@ -12,8 +12,10 @@ import (
 	"github.com/paragon-outbox/outbox-relay/internal/outbox"
 	"github.com/paragon-outbox/outbox-relay/internal/paragon"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
+	"github.com/paragon-outbox/outbox-relay/internal/paragontest"
 	"github.com/paragon-outbox/outbox-relay/internal/relay"
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
+	"github.com/paragon-outbox/outbox-relay/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -44,27 +46,8 @@ type harness struct {
 func newHarness(t *testing.T, faults paragonlocal.Faults) *harness {
 	t.Helper()
 	db := testdb.New(t)
-	key, _, err := paragonlocal.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := paragonlocal.New(paragonlocal.Config{ProjectID: project, PublicKey: &key.PublicKey, Faults: faults})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, stop, err := paragonlocal.Start("127.0.0.1:0", srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stop(context.Background()) })
-	tokens, err := paragon.NewTokens(paragon.TokensConfig{Key: key, ProjectID: project})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := paragon.NewClient(paragon.ClientConfig{BaseURL: base, ProjectID: project, Tokens: tokens, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := paragontest.New(t, paragontest.Options{ProjectID: project, Faults: faults})
+	srv, base, tokens, client := p.Server, p.BaseURL, p.Tokens, p.Client
 	return &harness{db: db, store: outbox.New(db.Pool), srv: srv, base: base, client: client, tokens: tokens}
 }
 
@@ -143,22 +126,7 @@ func (h *harness) loadCSV(t *testing.T, path string) int64 {
 // relay, not a performance threshold).
 func (h *harness) waitSettled(t *testing.T, want int64, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		var settled, total int64
-		err := h.db.Pool.QueryRow(context.Background(), `
-			SELECT count(*) FILTER (WHERE status IN ('delivered', 'dead')), count(*) FROM outbox`).Scan(&settled, &total)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if total >= want && settled == total {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %d of %d outbox rows settled (want %d)", timeout, settled, total, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitSettled(t, h.db.Pool, want, timeout)
 }
 
 func (h *harness) countStatus(t *testing.T) map[string]int64 {
