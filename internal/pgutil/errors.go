@@ -2,6 +2,9 @@ package pgutil
 
 import (
 	"errors"
+	"io"
+	"net"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -121,4 +124,31 @@ func Explain(err error) error {
 		return &PermanentError{Err: err}
 	}
 	return err
+}
+
+// IsConnectionLost reports whether err means the session was lost or never
+// established rather than that the statement itself failed: a network error
+// (refused, reset, unexpected EOF, timeout), an error pgx marks safe to retry
+// (nothing was sent), a connection-exception SQLSTATE (class 08) or a server
+// shutting down, crashing or starting (57P01-57P03). The same statement on a
+// fresh connection may succeed; a caller waiting for its database (start-up)
+// retries these and gives up at once on anything else.
+func IsConnectionLost(err error) bool {
+	if err == nil {
+		return false
+	}
+	switch code := SQLState(err); {
+	case code == CodeAdminShutdown, code == CodeCrashShutdown, code == CodeCannotConnectNow:
+		return true
+	case len(code) == 5 && code[:2] == "08":
+		return true
+	case code != "":
+		return false
+	}
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	return pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
+		errors.As(err, &connErr) || errors.As(err, &netErr) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
 }

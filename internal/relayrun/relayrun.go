@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/paragon-outbox/outbox-relay/internal/backoff"
 	"github.com/paragon-outbox/outbox-relay/internal/config"
 	"github.com/paragon-outbox/outbox-relay/internal/heartbeat"
 	"github.com/paragon-outbox/outbox-relay/internal/migrate"
@@ -105,15 +106,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
-	if err := migrate.Check(ctx, pool); err != nil {
-		pool.Close()
-		return nil, pgutil.Explain(err)
-	}
-	if err := checkPrivileges(ctx, pool); err != nil {
-		pool.Close()
-		return nil, err
-	}
-	maxPayload, err := payloadLimit(ctx, pool, cfg.MaxPayloadBytes, log)
+	maxPayload, err := startupChecks(ctx, cfg, pool, log)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -208,6 +201,35 @@ func DefaultRelayID() string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// startupChecks checks the schema (migrate.Check), the role's privileges
+// (checkPrivileges) and reads the payload limit (payloadLimit), once the pool
+// is open. A connection lost meanwhile (a database cut or restarting while the
+// relay starts: pgutil.IsConnectionLost) is waited out like an unreachable
+// database, until cfg.StartupTimeout from now; any other error is returned at
+// once (an unmigrated schema or a missing privilege needs an operator).
+func startupChecks(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, log *slog.Logger) (int, error) {
+	deadline := time.Now().Add(cfg.StartupTimeout)
+	for attempt := int32(1); ; attempt++ {
+		maxPayload, err := func() (int, error) {
+			if err := migrate.Check(ctx, pool); err != nil {
+				return 0, pgutil.Explain(err)
+			}
+			if err := checkPrivileges(ctx, pool); err != nil {
+				return 0, err
+			}
+			return payloadLimit(ctx, pool, cfg.MaxPayloadBytes, log)
+		}()
+		delay := backoff.Jittered(attempt, 250*time.Millisecond, 5*time.Second)
+		if err == nil || !pgutil.IsConnectionLost(err) || time.Now().Add(delay).After(deadline) || ctx.Err() != nil {
+			return maxPayload, err
+		}
+		log.Warn("database connection lost during start-up checks; retrying", slog.Int("attempt", int(attempt)), slog.Duration("retry_in", delay), slog.Any("error", err))
+		if !backoff.Sleep(ctx, delay) {
+			return 0, err
+		}
+	}
 }
 
 // checkPrivileges EXPLAINs (without running) every statement the relay runs,
