@@ -40,8 +40,9 @@ const (
 	// such as 401/403/404: a rotated signing key or wrong project id must not
 	// kill events). Spends an attempt.
 	Retry
-	// Rejected means Paragon refused this event for its content (other 4xx, or a
-	// payload over the size limit). Retrying cannot help: the event goes dead.
+	// Rejected means Paragon refused this event for its content (other 4xx),
+	// or the relay refused to send it (Result.NotSent: a payload over the size
+	// limit). Retrying cannot help: the event goes dead.
 	Rejected
 )
 
@@ -71,6 +72,10 @@ type Result struct {
 	// project, network, 5xx, 429) rather than this event's content; a circuit
 	// breaker counts these.
 	Systemic bool
+	// NotSent is true when the relay refused the event itself and sent no
+	// request (payload over the size limit or not a JSON object, no Paragon
+	// User Token could be signed). Outcome is then Rejected and Status 0.
+	NotSent bool
 	// Started and Finished bracket the attempt (relay clock, for the
 	// attempt record's duration).
 	Started, Finished time.Time
@@ -195,16 +200,17 @@ func (c *Client) Send(ctx context.Context, ev Event) Result {
 	r := Result{Started: c.now()}
 	finish := func() Result { r.Finished = c.now(); return r }
 	if len(ev.Payload) > c.maxPayload {
-		r.Outcome, r.Err = Rejected, fmt.Errorf("payload is %d bytes, over the %d-byte limit", len(ev.Payload), c.maxPayload)
+		r.Outcome, r.NotSent = Rejected, true
+		r.Err = fmt.Errorf("payload is %d bytes, over the %d-byte limit (outbox_settings.max_payload_bytes / RELAY_MAX_PAYLOAD_BYTES)", len(ev.Payload), c.maxPayload)
 		return finish()
 	}
 	if !json.Valid(ev.Payload) || len(bytes.TrimSpace(ev.Payload)) == 0 || bytes.TrimSpace(ev.Payload)[0] != '{' {
-		r.Outcome, r.Err = Rejected, errors.New("payload is not a JSON object")
+		r.Outcome, r.Err, r.NotSent = Rejected, errors.New("payload is not a JSON object"), true
 		return finish()
 	}
 	tok, err := c.tokens.Token(ev.UserID)
 	if err != nil {
-		r.Outcome, r.Err, r.Systemic = Rejected, err, false
+		r.Outcome, r.Err, r.Systemic, r.NotSent = Rejected, err, false, true
 		return finish()
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)

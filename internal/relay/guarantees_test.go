@@ -135,7 +135,7 @@ func TestPoisonEvents(t *testing.T) {
 	want := map[string]struct {
 		status int32
 		text   string
-	}{"A": {422, "422"}, "B": {413, "413"}, "C": {0, "over the 262144-byte limit"}}
+	}{"A": {422, "422"}, "B": {413, "413"}, "C": {0, "over the 262144-byte limit (outbox_settings.max_payload_bytes / RELAY_MAX_PAYLOAD_BYTES)"}}
 	for rows.Next() {
 		var name, lastErr string
 		var attempts, status int32
@@ -145,6 +145,10 @@ func TestPoisonEvents(t *testing.T) {
 		w := want[name]
 		if attempts != 1 || status != w.status || !strings.Contains(lastErr, w.text) {
 			t.Errorf("dead %s: attempts=%d status=%d error=%q, want 1 attempt, %d, %q", name, attempts, status, lastErr, w.status, w.text)
+		}
+		// Paragon refused A and B; the relay itself refused to send C.
+		if wantPrefix := map[bool]string{true: "not sent: payload is ", false: "rejected, not retried: "}[name == "C"]; !strings.HasPrefix(lastErr, wantPrefix) {
+			t.Errorf("dead %s: error %q, want prefix %q", name, lastErr, wantPrefix)
 		}
 	}
 	var sawBig, sawMax bool

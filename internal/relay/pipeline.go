@@ -304,8 +304,8 @@ func (r *Relay) sendLoop(ctx context.Context, stop <-chan struct{}, work <-chan 
 		}
 		if r.breaker.record(ev.ID, ev.UserID, res) {
 			r.m.BreakerTrips.Inc()
-			r.log.Warn("circuit breaker open: Paragon is failing for many users; pausing claims and probing",
-				slog.Int("status", res.Status), slog.Any("error", res.Err))
+			r.log.Warn("circuit breaker open: consecutive systemic failures (network, timeout, 5xx, 429, 401/403/404; any users) reached the threshold; pausing claims and probing",
+				slog.Int("consecutive_failures", r.breaker.threshold), slog.Int("status", res.Status), slog.Any("error", res.Err))
 		}
 		results <- r.policy.Decide(ev, res, Conditions{BreakerOpen: r.breaker.isOpen(), Stopping: r.stopping.Load()})
 	}

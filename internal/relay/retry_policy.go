@@ -27,8 +27,11 @@ const (
 // attempts" of docs/RELIABILITY.md:
 //
 //   - 2xx: delivered.
-//   - a rejection (other 4xx, payload too large or not an object): dead at
-//     once, error prefixed "rejected, not retried: ".
+//   - a rejection by Paragon (other 4xx): dead at once, error prefixed
+//     "rejected, not retried: ".
+//   - an event the relay refused to send (payload over the size limit or
+//     not a JSON object, no token could be signed; paragon.Result.NotSent):
+//     dead at once, error prefixed "not sent: ".
 //   - 401, 403, 404 (token refused, wrong project or URL): retry, not
 //     counted (a configuration problem must not kill events).
 //   - any failure while the breaker is open or half-open: retry, not counted.
@@ -69,7 +72,11 @@ func (p RetryPolicy) Decide(ev outbox.Event, res paragon.Result, c Conditions) o
 		out.Outcome = outbox.OutcomeDelivered
 	case paragon.Rejected:
 		out.Outcome = outbox.OutcomeDead
-		out.Error = "rejected, not retried: " + out.Error
+		if res.NotSent {
+			out.Error = "not sent: " + out.Error
+		} else {
+			out.Error = "rejected, not retried: " + out.Error
+		}
 	default:
 		// 401/403/404 mean the relay's configuration is wrong (key, project,
 		// URL); that is never the event's fault, so it never exhausts
