@@ -75,8 +75,11 @@ func writeInspection(w io.Writer, in *operator.Inspection) error {
 	fmt.Fprintf(tw, "  lead\t%s\n", opOrDash(e.LeadID))
 	fmt.Fprintf(tw, "  status\t%s\n", e.Status)
 	attempts := fmt.Sprint(e.Attempts)
-	if e.AttemptsBase > 0 {
-		attempts += fmt.Sprintf(" (%d since the last re-drive)", e.Attempts-e.AttemptsBase)
+	for i := len(in.Redrives) - 1; i >= 0; i-- { // only a re-drive (not a skip) splits the count
+		if rd := in.Redrives[i]; rd.Action == "redrive" {
+			attempts += fmt.Sprintf(" (%d since the last re-drive)", e.Attempts-rd.PreviousAttempts)
+			break
+		}
 	}
 	fmt.Fprintf(tw, "  attempts\t%s\n", attempts)
 	fmt.Fprintf(tw, "  created_at\t%s (%s ago)\n", opTime(e.CreatedAt), opAgo(in.At, e.CreatedAt))
@@ -138,7 +141,7 @@ func writeInspection(w io.Writer, in *operator.Inspection) error {
 		}
 	}
 	if len(in.Redrives) > 0 {
-		fmt.Fprintf(tw, "\nRe-drives\n  at\tby\treason\twas\n")
+		fmt.Fprintf(tw, "\nRe-drives\n  at\taction\tby\treason\twas\n")
 		for _, r := range in.Redrives {
 			plural := "s"
 			if r.PreviousAttempts == 1 {
@@ -148,10 +151,23 @@ func writeInspection(w io.Writer, in *operator.Inspection) error {
 			if r.PreviousLastError != nil {
 				was += ": " + opOneLine(*r.PreviousLastError)
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", opTime(r.RedrivenAt), r.RedrivenBy, opOrDash(r.Reason), was)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", opTime(r.RedrivenAt), redriveAction(r), r.RedrivenBy, opOrDash(r.Reason), was)
 		}
 	}
 	return tw.Flush()
+}
+
+// redriveAction names what an outbox_redrives row did: "re-drive",
+// "re-drive (forced)" (retry -force of a skipped event) or "skip".
+func redriveAction(r operator.RedriveRecord) string {
+	a := r.Action
+	if a == "redrive" {
+		a = "re-drive"
+	}
+	if r.Forced {
+		a += " (forced)"
+	}
+	return a
 }
 
 func opTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }

@@ -89,7 +89,7 @@ func TestInspectCommand(t *testing.T) {
 				`\nAttempts\n  # +started_at +took +relay +http +outcome\n`,
 				`\n  1  \S+  100ms  relay-a  500   ` + q(cmdErr500) + `\n`,
 				`\n  2  \S+  100ms  relay-a  500   ` + q(cmdErr500) + `\n`,
-				`\nRe-drives\n  at +by +reason +was\n  \S+  alice  incident 42 over  dead after 2 attempts: ` + q(cmdErr500) + `\n$`,
+				`\nRe-drives\n  at +action +by +reason +was\n  \S+  re-drive  alice  incident 42 over  dead after 2 attempts: ` + q(cmdErr500) + `\n$`,
 			} {
 				if !regexp.MustCompile(want).MatchString(stdout) {
 					t.Errorf("output does not match %s:\n%s", want, stdout)
@@ -132,6 +132,64 @@ func TestInspectCommand(t *testing.T) {
 		if code, _, stderr := runCmd(t, args...); code != 2 || !strings.Contains(stderr, "usage") {
 			t.Errorf("%v: code %d, stderr %q", args, code, stderr)
 		}
+	}
+}
+
+// TestInspectRedriveActionsAndAttemptSplit: inspect names each
+// outbox_redrives row's action (skip, re-drive, forced re-drive), and splits
+// the attempt count only for a re-drive: an event never re-driven whose
+// attempts_base was raised by uncounted attempts shows its plain count.
+func TestInspectRedriveActionsAndAttemptSplit(t *testing.T) {
+	db := operatorDB(t)
+	ctx := context.Background()
+	skipped := operatortest.Add(t, db.Pool, operatortest.Event{User: "usr_1", Status: "dead", Attempts: 3, LastError: cmdErr500, HTTPStatus: 500})
+	if _, err := operator.Skip(ctx, db.Pool, []int64{skipped.ID}, nil, "bob", "key released"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := operator.Redrive(ctx, db.Pool, operator.Filter{IDs: []int64{skipped.ID}, Force: true}, "carol", "send it after all", false); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCmd(t, "inspect", opID(skipped))
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		`\n  attempts +3 \(0 since the last re-drive\)\n`,
+		`\nRe-drives\n  at +action +by +reason +was\n  \S+  skip +bob +key released +dead after 3 attempts`,
+		`\n  \S+  re-drive \(forced\)  carol +send it after all +skipped after 3 attempts`,
+	} {
+		if !regexp.MustCompile(want).MatchString(stdout) {
+			t.Errorf("output does not match %s:\n%s", want, stdout)
+		}
+	}
+	code, stdout, stderr = runCmd(t, "inspect", opID(skipped), "-json")
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, stderr)
+	}
+	var in operator.Inspection
+	if err := json.Unmarshal([]byte(stdout), &in); err != nil {
+		t.Fatal(err)
+	}
+	if len(in.Redrives) != 2 || in.Redrives[0].Action != "skip" || in.Redrives[0].Forced ||
+		in.Redrives[1].Action != "redrive" || !in.Redrives[1].Forced {
+		t.Errorf("redrives %+v, want a skip then a forced re-drive", in.Redrives)
+	}
+	if !strings.Contains(stdout, `"action": "skip"`) || !strings.Contains(stdout, `"forced": true`) {
+		t.Errorf("-json lacks action/forced:\n%s", stdout)
+	}
+
+	// Never re-driven, 23 attempts of which none counted (attempts_base
+	// raised by refused-configuration attempts): no re-drive split.
+	never := operatortest.Add(t, db.Pool, operatortest.Event{User: "usr_2", Attempts: 23, LastError: "paragon answered 401", HTTPStatus: 401})
+	if _, err := db.Pool.Exec(ctx, `UPDATE outbox SET attempts_base = attempts WHERE id = $1`, never.ID); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = runCmd(t, "inspect", opID(never))
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, stderr)
+	}
+	if !regexp.MustCompile(`\n  attempts +23\n`).MatchString(stdout) || strings.Contains(stdout, "re-drive") {
+		t.Errorf("never re-driven event mentions a re-drive split:\n%s", stdout)
 	}
 }
 

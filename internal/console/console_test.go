@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/paragon-outbox/outbox-relay/internal/config"
+	"github.com/paragon-outbox/outbox-relay/internal/operator"
 
 	"github.com/paragon-outbox/outbox-relay/internal/operator/operatortest"
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
@@ -314,6 +315,16 @@ func TestEventDetail(t *testing.T) {
 	}
 	mustContain(t, "dead event", body, `id="event-status">dead<`, "usr_alpha", "Attempt 1", "relay-a", "HTTP 422",
 		deadErr, `&#34;email&#34;: &#34;ada@example.com&#34;`, `id="redrive-button">Re-drive<`, "Never re-driven", "took 100ms")
+	// Never re-driven: the plain count, no re-drive split.
+	mustContain(t, "never re-driven event", body, "<dt>Attempts</dt><dd>1</dd>")
+	mustNotContain(t, "never re-driven event", body, "the last re-drive")
+	// Re-driven after 3 attempts, then 2 more: "5 (2 since the last re-drive)".
+	if _, err := operator.Redrive(context.Background(), f.pool, operator.Filter{IDs: []int64{f.dead2.ID}}, "alice", "outage over", false); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, f.pool, `UPDATE outbox SET attempts = attempts + 2 WHERE id = $1`, f.dead2.ID)
+	_, body, _ = f.get(t, "/events/"+id(f.dead2))
+	mustContain(t, "re-driven event", body, "<dt>Attempts</dt><dd>5 (2 since the last re-drive)</dd>")
 	code, body, _ = f.get(t, "/events/"+id(f.ok))
 	if code != 200 || strings.Contains(body, "redrive-button") || !strings.Contains(body, "delivered") {
 		t.Errorf("delivered event page: %d, has re-drive button: %v", code, strings.Contains(body, "redrive-button"))

@@ -500,6 +500,18 @@ type eventData struct {
 	HidePayloads bool
 }
 
+// AttemptsNote is what the event page adds after the attempt count: ""
+// for an event never re-driven, else "N since the last re-drive" (attempts
+// now minus attempts when last re-driven; a skip is no re-drive).
+func (d eventData) AttemptsNote() string {
+	for i := len(d.Redrives) - 1; i >= 0; i-- {
+		if rd := d.Redrives[i]; rd.Action == "redrive" {
+			return fmt.Sprintf("%d since the last re-drive", d.E.Attempts-rd.PreviousAttempts)
+		}
+	}
+	return ""
+}
+
 func (s *Server) event(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {

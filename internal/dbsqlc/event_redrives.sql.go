@@ -12,7 +12,7 @@ import (
 
 const EventRedrives = `-- name: EventRedrives :many
 SELECT id, redriven_at, redriven_by, reason, previous_status, previous_attempts,
-       previous_last_error, previous_last_http_status
+       previous_last_error, previous_last_http_status, action, forced
 FROM outbox_redrives
 WHERE outbox_id = $1
 ORDER BY redriven_at, id
@@ -27,6 +27,8 @@ type EventRedrivesRow struct {
 	PreviousAttempts       int32
 	PreviousLastError      *string
 	PreviousLastHTTPStatus *int32
+	Action                 string
+	Forced                 bool
 }
 
 // event_redrives: every re-drive of outbox row @outbox_id, oldest first
@@ -49,6 +51,8 @@ func (q *Queries) EventRedrives(ctx context.Context, outboxID int64) ([]EventRed
 			&i.PreviousAttempts,
 			&i.PreviousLastError,
 			&i.PreviousLastHTTPStatus,
+			&i.Action,
+			&i.Forced,
 		); err != nil {
 			return nil, err
 		}

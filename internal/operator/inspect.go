@@ -132,8 +132,8 @@ type Attempt struct {
 	Error      *string    `json:"error"`       // nil: delivered
 }
 
-// RedriveRecord is one outbox_redrives row: a re-drive of the event and the state
-// it moved the event out of.
+// RedriveRecord is one outbox_redrives row: a re-drive (or skip) of the
+// event and the state it moved the event out of.
 type RedriveRecord struct {
 	ID                     int64     `json:"id"`
 	RedrivenAt             time.Time `json:"redriven_at"`
@@ -143,6 +143,11 @@ type RedriveRecord struct {
 	PreviousAttempts       int32     `json:"previous_attempts"`
 	PreviousLastError      *string   `json:"previous_last_error"`
 	PreviousLastHTTPStatus *int32    `json:"previous_last_http_status"`
+	// Action is "redrive" (sent again) or "skip" (released its ordering key
+	// without sending; `outbox-relay skip`).
+	Action string `json:"action"`
+	// Forced: a re-drive of a skipped event (`outbox-relay retry -force`).
+	Forced bool `json:"forced"`
 }
 
 // Inspection is everything known about one event, read in one snapshot.
