@@ -83,6 +83,9 @@ func runRetry(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	writeRedrive(stdout, res, by, reason)
+	if len(f.IDs) > 0 && res.Moved == 0 {
+		return errors.New("none of the events given by -id could be re-driven (see above)")
+	}
 	return nil
 }
 
@@ -147,12 +150,20 @@ func writeRedrive(w io.Writer, res operator.Result, by, reason string) {
 		}
 		tw.Flush()
 	}
-	if len(res.Untouched) > 0 {
-		s := make([]string, len(res.Untouched))
-		for i, id := range res.Untouched {
-			s[i] = strconv.FormatInt(id, 10)
+	var skipped, other []string
+	for _, id := range res.Untouched {
+		if res.UntouchedStatus[id] == "skipped" {
+			skipped = append(skipped, strconv.FormatInt(id, 10))
+		} else {
+			other = append(other, strconv.FormatInt(id, 10))
 		}
-		fmt.Fprintf(w, "Untouched (not dead, not matching the other filters, or no such event): %s\n", strings.Join(s, ", "))
+	}
+	if len(skipped) > 0 {
+		fmt.Fprintf(w, "Skipped (released by `outbox-relay skip`; its ordering key moved on), not re-driven: %s\n", strings.Join(skipped, ", "))
+		fmt.Fprintf(w, "  To send it anyway, out of order: outbox-relay retry -force -id %s -reason ...\n", strings.Join(skipped, ","))
+	}
+	if len(other) > 0 {
+		fmt.Fprintf(w, "Untouched (not dead, not matching the other filters, or no such event): %s\n", strings.Join(other, ", "))
 	}
 }
 

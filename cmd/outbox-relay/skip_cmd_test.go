@@ -47,8 +47,18 @@ func TestSkipCommand(t *testing.T) {
 		t.Errorf("skip not recorded")
 	}
 	id := itoa(opCount(t, db.Pool, `SELECT id FROM outbox WHERE status = 'skipped'`))
-	if code, stdout, _ := runCmd(t, "retry", "-id", id, "-by", "bob"); code != 0 || !strings.Contains(stdout, "No dead event matches") {
-		t.Errorf("retry without -force of a skipped event: %d %s", code, stdout)
+	// Without -force: says the event is skipped and how to send it anyway,
+	// and exits 1 (nothing given by -id moved); so does a pending id.
+	code, stdout, stderr = runCmd(t, "retry", "-id", id, "-by", "bob")
+	if code != 1 || !strings.Contains(stdout, "No dead event matches") ||
+		!strings.Contains(stdout, "Skipped (released by `outbox-relay skip`; its ordering key moved on), not re-driven: "+id+"\n") ||
+		!strings.Contains(stdout, "outbox-relay retry -force -id "+id+" ") || strings.Contains(stdout, "Untouched") ||
+		!strings.Contains(stderr, "none of the events given by -id could be re-driven") {
+		t.Errorf("retry without -force of a skipped event: %d\n%s\n%s", code, stdout, stderr)
+	}
+	pending := itoa(opCount(t, db.Pool, `SELECT id FROM outbox WHERE status = 'pending'`))
+	if code, stdout, _ := runCmd(t, "retry", "-id", pending, "-by", "bob"); code != 1 || !strings.Contains(stdout, "Untouched (not dead, not matching the other filters, or no such event): "+pending) {
+		t.Errorf("retry of a pending event: %d %s", code, stdout)
 	}
 	if code, stdout, stderr := runCmd(t, "retry", "-id", id, "-by", "bob", "-force", "-reason", "resend"); code != 0 || !strings.Contains(stdout, "Re-drove 1") {
 		t.Fatalf("retry -force: %d %s %s", code, stdout, stderr)

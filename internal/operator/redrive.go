@@ -99,6 +99,10 @@ type Result struct {
 	// Untouched lists ids of Filter.IDs that did not move: not dead (any
 	// more), not matching the other conditions, or not there at all.
 	Untouched []int64 `json:"untouched"`
+	// UntouchedStatus is the status of each id in Untouched that exists
+	// (e.g. "skipped": re-drive it with Filter.Force; "pending"); an id
+	// missing from it is no event at all.
+	UntouchedStatus map[int64]string `json:"untouched_status"`
 }
 
 // The statements are sql/queries/redrive.sql and redrive_dry_run.sql (run
@@ -197,6 +201,16 @@ func Redrive(ctx context.Context, pool *pgxpool.Pool, f Filter, by, reason strin
 	for _, id := range f.IDs {
 		if _, found := slices.BinarySearch(res.IDs, id); !found && !slices.Contains(res.Untouched, id) {
 			res.Untouched = append(res.Untouched, id)
+		}
+	}
+	res.UntouchedStatus = map[int64]string{}
+	if len(res.Untouched) > 0 {
+		rows, err := q.EventStatuses(ctx, res.Untouched)
+		if err != nil {
+			return Result{}, fmt.Errorf("redrive: status of untouched ids: %w", err)
+		}
+		for _, row := range rows {
+			res.UntouchedStatus[row.ID] = row.Status
 		}
 	}
 	return res, nil
