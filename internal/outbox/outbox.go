@@ -9,9 +9,11 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -252,6 +254,11 @@ func (s *Store) Record(ctx context.Context, relayID string, results []Result) (m
 	if len(results) == 0 {
 		return nil, nil
 	}
+	// In id order: the statement probes (and locks) rows in array order, and
+	// every relay's batches locking rows in one order cannot deadlock each
+	// other on those rows (two relays recording and extending overlapping
+	// rows in different orders did: 40P01, retried, but wasted work).
+	results = slices.SortedStableFunc(slices.Values(results), func(a, b Result) int { return cmp.Compare(a.ID, b.ID) })
 	n := len(results)
 	// One array per column (record_results.sql unnests them side by side);
 	// HTTPStatus 0 and Error "" are stored as NULL by the statement.
@@ -326,6 +333,7 @@ func (s *Store) ExtendLeasesOf(ctx context.Context, relayID string, ids []int64,
 	if len(ids) == 0 {
 		return nil, nil
 	}
+	ids = slices.Sorted(slices.Values(ids)) // lock order: see Record
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	ext, err := s.q.ExtendLeases(ctx, dbsqlc.ExtendLeasesParams{RelayID: relayID, Ids: ids, LeaseMs: lease.Milliseconds()})
