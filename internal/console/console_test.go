@@ -143,12 +143,16 @@ func TestOverview(t *testing.T) {
 	behind := operatortest.Add(t, f.pool, operatortest.Event{User: "usr_alpha", CreatedAgo: time.Minute})
 	exec(t, f.pool, `UPDATE outbox SET ordering_key = 'acct:1' WHERE id = $1`, f.dead1.ID)
 	exec(t, f.pool, `UPDATE outbox SET ordering_key = 'acct:1', status = 'waiting' WHERE id = $1`, behind.ID)
+	// A dead event an operator released from its key (outbox-relay skip).
+	skipped := operatortest.Add(t, f.pool, operatortest.Event{User: "usr_delta", CreatedAgo: time.Hour})
+	exec(t, f.pool, `UPDATE outbox SET ordering_key = 'acct:2', status = 'skipped' WHERE id = $1`, skipped.ID)
 	code, body, h := f.get(t, "/")
 	if code != 200 {
 		t.Fatalf("GET /: %d\n%s", code, body)
 	}
 	mustContain(t, "overview", body,
 		`id="count-waiting">1<`, `id="count-pending">1<`, `id="count-in_flight">1<`, `id="count-delivered">2<`, `id="count-dead">2<`,
+		`id="count-skipped">1<`, `href="/events?status=skipped"`,
 		`<meta http-equiv="refresh" content="7">`, `<svg role="img"`, "2 delivered",
 		"From the start of the transaction that wrote the event",
 		"relay-host-1-abc", "v9.9.9", "running", "relay-old", "stopped",
@@ -218,7 +222,10 @@ func TestOrderingKeyFilter(t *testing.T) {
 func TestEventsFilters(t *testing.T) {
 	f := newFixture(t, Config{Addr: AddrDefault, ChartMinutes: 5})
 	from := time.Now().Add(-time.Hour).UTC().Format("2006-01-02T15:04")
-	all := []operatortest.Row{f.dead1, f.dead2, f.pend, f.fly, f.ok, f.ok2}
+	// A dead event an operator released from its key (outbox-relay skip).
+	skipped := operatortest.Add(t, f.pool, operatortest.Event{User: "usr_delta", CreatedAgo: 3 * time.Hour})
+	exec(t, f.pool, `UPDATE outbox SET ordering_key = 'acct:2', status = 'skipped' WHERE id = $1`, skipped.ID)
+	all := []operatortest.Row{f.dead1, f.dead2, f.pend, f.fly, f.ok, f.ok2, skipped}
 	cases := []struct {
 		q    string
 		want []operatortest.Row
@@ -228,12 +235,15 @@ func TestEventsFilters(t *testing.T) {
 		{"status=pending", []operatortest.Row{f.pend}},
 		{"status=in_flight", []operatortest.Row{f.fly}},
 		{"status=delivered", []operatortest.Row{f.ok, f.ok2}},
+		{"status=skipped", []operatortest.Row{skipped}},
+		{"status=skipped&user=usr_delta", []operatortest.Row{skipped}},
+		{"status=skipped&user=usr_alpha", nil},
 		{"user=usr_alpha", []operatortest.Row{f.dead1, f.pend, f.ok}},
 		{"status=dead&user=usr_beta", []operatortest.Row{f.dead2}},
 		{"event=Lead+Updated", []operatortest.Row{f.ok2}},
 		{"lead=" + itoa(f.pend.LeadID), []operatortest.Row{f.pend}},
 		{"from=" + from, []operatortest.Row{f.dead1, f.pend, f.fly, f.ok, f.ok2}},
-		{"before=" + from, []operatortest.Row{f.dead2}},
+		{"before=" + from, []operatortest.Row{f.dead2, skipped}},
 		{"status=dead&from=" + from + "&error=422+UNPROCESSABLE", []operatortest.Row{f.dead1}},
 		{"status=dead&from=" + time.Now().Add(-4*time.Hour).UTC().Format(time.RFC3339) + "&error=500", []operatortest.Row{f.dead2}},
 	}

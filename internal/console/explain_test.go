@@ -43,6 +43,11 @@ func bigOutbox(t *testing.T, delivered int) *pgxpool.Pool {
 		`INSERT INTO outbox_attempts (outbox_id, attempt, relay_id, started_at, finished_at, http_status, error)
 		 SELECT id, 1, 'relay-a', created_at + interval '1 second', created_at + interval '2 seconds', 422, last_error
 		 FROM outbox WHERE status = 'dead'`,
+		// Dead events an operator released from their key (outbox-relay skip).
+		`INSERT INTO outbox (event_name, user_id, lead_id, ordering_key, payload, status, attempts, created_at, last_error, last_http_status)
+		 SELECT 'Lead Updated', 'usr_' || (i % 7), 40000000 + i, 'acct:' || (i % 100), '{"leadId": 1}', 'skipped', 1, now() - i * interval '1 minute',
+		        'rejected, not retried: paragon answered 422', 422
+		 FROM generate_series(1, 50) AS i`,
 		`ANALYZE outbox`, `ANALYZE outbox_attempts`, `ANALYZE outbox_redrives`,
 	} {
 		if _, err := db.Pool.Exec(ctx, q); err != nil {
@@ -118,7 +123,7 @@ func TestQueriesNeverScanTheOutbox(t *testing.T) {
 	}
 	now := time.Now()
 	combos := 0
-	for _, status := range []string{"", "waiting", "pending", "in_flight", "delivered", "dead"} {
+	for _, status := range []string{"", "waiting", "pending", "in_flight", "delivered", "dead", "skipped"} {
 		for mask := 0; mask < 32; mask++ {
 			if mask&16 != 0 && !contains(keyStatuses, status) {
 				continue // the page refuses a key without an undelivered status
@@ -157,7 +162,7 @@ func TestQueriesNeverScanTheOutbox(t *testing.T) {
 		}
 	}
 	// Only a start time (the created-from field alone), and only an end.
-	for _, status := range []string{"", "delivered", "dead", "pending", "waiting"} {
+	for _, status := range []string{"", "delivered", "dead", "pending", "waiting", "skipped"} {
 		combos += checkList(t, pool, eventFilter{Status: status, CreatedFrom: now.Add(-time.Hour)}, []string{"from only"})
 		combos += checkList(t, pool, eventFilter{Status: status, CreatedBefore: now.Add(-time.Hour)}, []string{"before only"})
 	}

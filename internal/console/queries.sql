@@ -12,8 +12,8 @@
 -- name: Overview :one
 -- Counts by status from the partial indexes, one subquery per status
 -- (waiting: behind an earlier event of its ordering key, counted through
--- outbox_key_undelivered; skipped events, terminal and unindexed, are not
--- counted here) (see
+-- outbox_key_undelivered; skipped: dead events an operator released, through
+-- outbox_skipped, migration 00013) (see
 -- sql/gauges.sql: `status IN (...)` matches no partial index). Delivered
 -- rows are counted up to $1 through outbox_delivered_at; past that the page
 -- says "more than". Oldest undelivered: pending or in-flight. Latency of the
@@ -24,6 +24,7 @@ SELECT now()::timestamptz AS now,
   (SELECT count(*) FROM outbox WHERE status = 'pending')   AS pending,
   (SELECT count(*) FROM outbox WHERE status = 'in_flight') AS in_flight,
   (SELECT count(*) FROM outbox WHERE status = 'dead')      AS dead,
+  (SELECT count(*) FROM outbox WHERE status = 'skipped')   AS skipped,
   (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE status = 'delivered' AND delivered_at IS NOT NULL
                          ORDER BY delivered_at DESC LIMIT $1) AS d) AS delivered_capped,
   coalesce(extract(epoch FROM now() - least(

@@ -381,10 +381,10 @@ func (f formFilter) query() url.Values {
 	return v
 }
 
-// statuses the list filters by. 'skipped' (an operator released the event
-// from its key) is not among them: terminal and unindexed, listing it
-// alone would read the whole outbox; skipped events show in the other lists.
-var statuses = []string{"waiting", "pending", "in_flight", "delivered", "dead"}
+// statuses the list filters by; each is served by a partial index
+// ('skipped', dead events an operator released from their key, by
+// outbox_skipped).
+var statuses = []string{"waiting", "pending", "in_flight", "delivered", "dead", "skipped"}
 
 // keyStatuses are the statuses outbox_key_undelivered holds.
 var keyStatuses = []string{"waiting", "pending", "in_flight", "dead"}
@@ -397,7 +397,7 @@ func parseFilter(q url.Values) (formFilter, eventFilter, error) {
 	f := eventFilter{Status: ff.Status, UserID: ff.User, EventName: ff.Event, ErrorContains: ff.Error, OrderingKey: ff.Key}
 	var errs []string
 	if f.Status != "" && !contains(statuses, f.Status) {
-		errs = append(errs, fmt.Sprintf("status %q is not one of waiting, pending, in_flight, delivered, dead", f.Status))
+		errs = append(errs, fmt.Sprintf("status %q is not one of waiting, pending, in_flight, delivered, dead, skipped", f.Status))
 	}
 	if f.OrderingKey != "" && !contains(keyStatuses, f.Status) {
 		errs = append(errs, "an ordering key can only be searched together with status waiting, pending, in_flight or dead (the key's undelivered events)")

@@ -42,6 +42,7 @@ type overview struct {
 	Pending                  int64     `db:"pending"`
 	InFlight                 int64     `db:"in_flight"`
 	Dead                     int64     `db:"dead"`
+	Skipped                  int64     `db:"skipped"`
 	DeliveredCapped          int64     `db:"delivered_capped"`
 	OldestUndeliveredSeconds float64   `db:"oldest_undelivered_seconds"`
 	OldestPendingID          *int64    `db:"oldest_pending_id"`
