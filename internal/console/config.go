@@ -27,6 +27,12 @@ const (
 type Config struct {
 	// Addr is the listen address.
 	Addr string `env:"CONSOLE_ADDR" envDefault:"127.0.0.1:8080" help:"listen address; any other than loopback needs basic auth and TLS"`
+	// AllowedHosts lists, comma-separated, the extra host names (a port
+	// is ignored) that requests may name in their Host header, besides
+	// localhost, 127.0.0.1, [::1] and Addr's host: the name a proxy or
+	// operators reach the console by. Any other Host is refused with 421
+	// (DNS rebinding).
+	AllowedHosts string `env:"CONSOLE_ALLOWED_HOSTS" help:"comma-separated host names the console may be reached by (Host header), besides localhost, 127.0.0.1, [::1] and CONSOLE_ADDR's host; others get 421"`
 	// BasicAuth is "user:password". Never logged; no flag (process listings).
 	BasicAuth string `env:"CONSOLE_BASIC_AUTH" secret:"true" flag:"-" help:"'user:password' for HTTP basic auth; no flag"`
 	// BasicAuthFile is an htpasswd file of bcrypt lines
@@ -122,6 +128,37 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
 	}
 	return nil
+}
+
+// allowedHosts returns the host names (lower case, no port, IPv6 without
+// brackets) a request's Host header may name: the loopback names,
+// Addr's host unless it is empty or unspecified (0.0.0.0, ::), and
+// AllowedHosts.
+func (c Config) allowedHosts() map[string]bool {
+	ok := map[string]bool{"localhost": true, "127.0.0.1": true, "::1": true}
+	if h, _, err := net.SplitHostPort(c.Addr); err == nil && h != "" {
+		if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
+			ok[strings.ToLower(h)] = true
+		}
+	}
+	for _, h := range strings.Split(c.AllowedHosts, ",") {
+		if h = hostOnly(strings.TrimSpace(h)); h != "" {
+			ok[h] = true
+		}
+	}
+	return ok
+}
+
+// hostOnly is the host of a Host header or CONSOLE_ALLOWED_HOSTS entry
+// ("name", "name:port", "[::1]:port", "[::1]"), lower case, without the
+// trailing dot of a fully qualified name and without IPv6 brackets.
+func hostOnly(hostport string) string {
+	h := hostport
+	if host, _, err := net.SplitHostPort(hostport); err == nil {
+		h = host
+	}
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	return strings.TrimSuffix(strings.ToLower(h), ".")
 }
 
 // IsLoopback reports whether addr (host:port) listens only on loopback:

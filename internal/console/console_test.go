@@ -190,7 +190,7 @@ func TestOverviewBlockedKeysHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
-	s.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1/", nil))
 	mustContain(t, "overview", rec.Body.String(), "Blocked ordering keys", "lead:42", `href="/events/7"`, "1m30s")
 	mustContain(t, "overview", rec.Body.String(), "No relay has written a heartbeat")
 }
@@ -542,7 +542,7 @@ func TestBasicAuthFile(t *testing.T) {
 	}{{"bob", "pw-of-bob", true}, {"carol", "pw-of-bob", true}, {"bob", "wrong", false}, {"dave", "pw-of-bob", false},
 		// Again, after successes were remembered: still exact.
 		{"bob", "pw-of-bob", true}, {"bob", "pw-of-bob ", false}, {"carol", "wrong", false}} {
-		r := httptest.NewRequest("GET", "/", nil)
+		r := httptest.NewRequest("GET", "http://127.0.0.1/", nil)
 		r.SetBasicAuth(tc.u, tc.p)
 		if u, ok := a.check(r); ok != tc.ok || (ok && u != tc.u) {
 			t.Errorf("%s/%s: %q %v, want %v", tc.u, tc.p, u, ok, tc.ok)
@@ -705,5 +705,89 @@ func TestSettingsTableIsCurrent(t *testing.T) {
 			return
 		}
 		t.Fatal("docs/CONSOLE.md's settings table is stale: run UPDATE_DOCS=1 go test -run TestSettingsTableIsCurrent ./internal/console/")
+	}
+}
+
+// TestHostAllowList: DNS rebinding. A page at evil.example whose name
+// resolves to 127.0.0.1 sends Host: evil.example; without the Host check it
+// read the event (200 with payload) and, with the cookie and token of that
+// response, re-drove it (303). Both are refused with 421 now and the event
+// stays dead; loopback names and CONSOLE_ALLOWED_HOSTS pass.
+func TestHostAllowList(t *testing.T) {
+	f := newFixture(t, Config{Addr: "127.0.0.1:18081", ChartMinutes: 5, AllowedHosts: " console.internal.example , Proxy.Example:8443"})
+	path := "/events/" + id(f.dead1)
+	_, port, _ := strings.Cut(strings.TrimPrefix(f.srv.URL, "http://"), ":")
+	do := func(method, host, p string, form url.Values, hdr map[string]string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, f.srv.URL+p, strings.NewReader(form.Encode()))
+		req.Host = host
+		if method == "POST" {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := f.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, host := range []string{"evil.example:" + port, "evil.example", "127.0.0.1.evil.example:" + port, "localhost.evil.example"} {
+		code, body := do("GET", host, path, nil, nil)
+		if code != http.StatusMisdirectedRequest || !strings.Contains(body, "CONSOLE_ALLOWED_HOSTS") || strings.Contains(body, "usr_alpha") {
+			t.Errorf("GET Host %s: %d %q, want 421 naming CONSOLE_ALLOWED_HOSTS", host, code, body)
+		}
+	}
+	// The attacker's best POST: a cookie and token got from the console
+	// itself, same-origin as far as the browser knows.
+	code, body := do("GET", "127.0.0.1:"+port, path, nil, nil)
+	if code != 200 {
+		t.Fatalf("GET via 127.0.0.1: %d", code)
+	}
+	tok := csrfToken(t, body)
+	code, body = do("POST", "evil.example:"+port, path+"/redrive", url.Values{"reason": {"x"}, "csrf_token": {tok}},
+		map[string]string{"Origin": "http://evil.example:" + port, "Sec-Fetch-Site": "same-origin"})
+	if code != http.StatusMisdirectedRequest || !strings.Contains(body, "CONSOLE_ALLOWED_HOSTS") {
+		t.Errorf("POST Host evil.example: %d %q, want 421", code, body)
+	}
+	if n := count(t, f.pool, `SELECT count(*) FROM outbox WHERE id = $1 AND status = 'dead'`, f.dead1.ID); n != 1 {
+		t.Fatal("the evil-Host POST re-drove the event")
+	}
+	for _, host := range []string{"127.0.0.1:" + port, "127.0.0.1", "localhost:" + port, "LOCALHOST", "localhost.", "[::1]:" + port, "[::1]",
+		"console.internal.example", "console.internal.example:" + port, "proxy.example:8443", "Proxy.Example"} {
+		if code, body := do("GET", host, path, nil, nil); code != 200 || !strings.Contains(body, "usr_alpha") {
+			t.Errorf("GET Host %s: %d, want 200 with the event", host, code)
+		}
+	}
+	// A same-origin POST through an allowed name still re-drives.
+	_, body = do("GET", "console.internal.example:"+port, path, nil, nil)
+	tok = csrfToken(t, body)
+	code, body = do("POST", "console.internal.example:"+port, path+"/redrive", url.Values{"reason": {"host test"}, "csrf_token": {tok}},
+		map[string]string{"Origin": "http://console.internal.example:" + port, "Sec-Fetch-Site": "same-origin"})
+	if code != http.StatusSeeOther {
+		t.Errorf("POST via an allowed host: %d %q, want 303", code, body)
+	}
+}
+
+// TestHostAllowListConfiguredAddr: CONSOLE_ADDR's own host is allowed; an
+// unspecified one (0.0.0.0) allows nothing more than loopback.
+func TestHostAllowListConfiguredAddr(t *testing.T) {
+	for _, tc := range []struct {
+		addr, host string
+		ok         bool
+	}{
+		{"console.lan:8080", "console.lan:8080", true},
+		{"10.1.2.3:8080", "10.1.2.3", true},
+		{"0.0.0.0:8080", "0.0.0.0:8080", false},
+		{"0.0.0.0:8080", "10.1.2.3:8080", false},
+		{"[::]:8080", "evil.example", false},
+		{"127.0.0.1:8080", "evil.example:8080", false},
+	} {
+		if got := (Config{Addr: tc.addr}).allowedHosts()[hostOnly(tc.host)]; got != tc.ok {
+			t.Errorf("Addr %s, Host %s: allowed %v, want %v", tc.addr, tc.host, got, tc.ok)
+		}
 	}
 }

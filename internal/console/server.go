@@ -124,7 +124,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Server, error)
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cross-origin request refused", http.StatusForbidden)
 	}))
-	s.handler = s.headers(s.authenticate(cop.Handler(mux)))
+	s.handler = s.headers(s.checkHost(s.authenticate(cop.Handler(mux))))
 	return s, nil
 }
 
@@ -201,6 +201,24 @@ func (s *Server) headers(next http.Handler) http.Handler {
 }
 
 type ctxKey struct{}
+
+// checkHost refuses, with 421 Misdirected Request, a request whose Host
+// header names a host the console is not known by (Config.allowedHosts):
+// against DNS rebinding, where a page at evil.example whose name now
+// resolves to 127.0.0.1 is same-origin with itself and would otherwise
+// read events and pass CrossOriginProtection and the CSRF token. The port
+// is not compared: a rebinding attack changes the name.
+func (s *Server) checkHost(next http.Handler) http.Handler {
+	allowed := s.cfg.allowedHosts()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !allowed[hostOnly(r.Host)] {
+			s.log.Warn("console: request refused: unknown Host header (DNS rebinding?)", slog.String("host", r.Host), slog.String("remote", r.RemoteAddr))
+			http.Error(w, fmt.Sprintf("misdirected request: this console is not served as %q; if that is the name you reach it by, add it to CONSOLE_ALLOWED_HOSTS", r.Host), http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 // authenticate requires basic auth when configured and puts the operator's
 // name in the request context.
