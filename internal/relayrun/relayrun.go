@@ -27,6 +27,7 @@ import (
 
 	"github.com/paragon-outbox/outbox-relay/internal/backoff"
 	"github.com/paragon-outbox/outbox-relay/internal/config"
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 	"github.com/paragon-outbox/outbox-relay/internal/heartbeat"
 	"github.com/paragon-outbox/outbox-relay/internal/migrate"
 	"github.com/paragon-outbox/outbox-relay/internal/outbox"
@@ -290,10 +291,11 @@ func (s *heartbeatService) Stop() {
 // above the database's is lowered to it, with a warning. configured equal
 // to the default counts as not set.
 func payloadLimit(ctx context.Context, pool *pgxpool.Pool, configured int, log *slog.Logger) (int, error) {
-	var db int
-	if err := pool.QueryRow(ctx, `SELECT max_payload_bytes FROM outbox_settings`).Scan(&db); err != nil {
+	n, err := dbsqlc.New(pool).MaxPayloadBytes(ctx)
+	if err != nil {
 		return 0, fmt.Errorf("read outbox_settings.max_payload_bytes: %w", pgutil.Explain(err))
 	}
+	db := int(n)
 	switch {
 	case configured == config.DefaultMaxPayloadBytes || configured == db:
 		return db, nil
