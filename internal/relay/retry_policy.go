@@ -87,7 +87,11 @@ func (p RetryPolicy) Decide(ev outbox.Event, res paragon.Result, c Conditions) o
 		counted := ev.Attempt - ev.AttemptsBase
 		if int(counted) >= p.maxAttempts() && !out.Uncounted {
 			out.Outcome = outbox.OutcomeDead
-			out.Error = fmt.Sprintf("gave up after %d attempts: %s", counted, out.Error)
+			plural := "s"
+			if counted == 1 {
+				plural = ""
+			}
+			out.Error = fmt.Sprintf("gave up after %d attempt%s: %s", counted, plural, out.Error)
 		} else {
 			out.Outcome = outbox.OutcomeRetry
 			d := p.Backoff(counted)

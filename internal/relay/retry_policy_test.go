@@ -91,3 +91,14 @@ func TestRetryPolicyDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestGaveUpCountsAttemptsInWords: an event that goes dead after its only
+// attempt says "after 1 attempt", not "after 1 attempts".
+func TestGaveUpCountsAttemptsInWords(t *testing.T) {
+	p := relay.RetryPolicy{MaxAttempts: 1, BackoffBase: time.Second, BackoffMax: time.Minute, Rand: func() float64 { return 0 }}
+	res := paragon.Result{Outcome: paragon.Retry, Status: 500, Err: errors.New("HTTP 500"), Systemic: true}
+	got := p.Decide(outbox.Event{ID: 1, Attempt: 1}, res, relay.Conditions{})
+	if got.Outcome != outbox.OutcomeDead || !strings.HasPrefix(got.Error, "gave up after 1 attempt: HTTP 500") {
+		t.Fatalf("outcome %s, error %q; want dead, gave up after 1 attempt: HTTP 500", got.Outcome, got.Error)
+	}
+}
