@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -28,7 +29,7 @@ func loadConfig(name string, args []string, stderr io.Writer, extra func(fs *fla
 	if extra != nil {
 		extra(fs)
 	}
-	warnings, err := flags.Parse(args)
+	warnings, err := parseInterspersed(flags, fs, args)
 	for _, w := range warnings {
 		fmt.Fprintf(stderr, "outbox-relay %s: warning: %s\n", name, w)
 	}
@@ -42,6 +43,36 @@ func loadConfig(name string, args []string, stderr io.Writer, extra func(fs *fla
 		return cfg, fs, fmt.Errorf("configuration: %w", envErr)
 	}
 	return cfg, fs, nil
+}
+
+// parseInterspersed parses args with flags, letting flags follow the
+// arguments (`migrate up -database-url …`, `inspect 8 -json`): each
+// argument that is not a flag is set aside and parsing goes on after it,
+// until "--" (everything after it is an argument). Afterwards fs.Args()
+// holds every argument, in order. Warnings are deduplicated.
+func parseInterspersed(flags *config.FlagParser, fs *flag.FlagSet, args []string) ([]string, error) {
+	var warnings, positional []string
+	rest := args
+	for {
+		w, err := flags.Parse(rest)
+		for _, x := range w {
+			if !slices.Contains(warnings, x) {
+				warnings = append(warnings, x)
+			}
+		}
+		if err != nil {
+			return warnings, err
+		}
+		left := fs.Args()
+		consumed := len(rest) - len(left)
+		if len(left) == 0 || (consumed > 0 && rest[consumed-1] == "--") {
+			positional = append(positional, left...)
+			break
+		}
+		positional = append(positional, left[0])
+		rest = left[1:]
+	}
+	return warnings, fs.Parse(append([]string{"--"}, positional...))
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {

@@ -31,15 +31,13 @@ func runInspect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
+	positional := fs.Args()
+	if len(positional) == 0 {
 		return fmt.Errorf("%w: inspect needs an outbox id, lead:<lead id> or an event id", errUsage)
 	}
-	ref := fs.Arg(0)
-	if err := fs.Parse(fs.Args()[1:]); err != nil { // flags after the ref
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: inspect takes one reference, got also %q", errUsage, fs.Args())
+	ref := positional[0]
+	if len(positional) > 1 {
+		return fmt.Errorf("%w: inspect takes one reference, got also %q", errUsage, positional[1:])
 	}
 	if _, err := operator.ParseRef(ref); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -280,5 +281,46 @@ func TestOperatorCommandsOnAnUnmigratedDatabase(t *testing.T) {
 		if code != 1 || !strings.Contains(stderr, "run `outbox-relay migrate up`") {
 			t.Errorf("%v: code %d, stderr %q", args, code, stderr)
 		}
+	}
+}
+
+// TestFlagsAfterTheArguments: flags may follow a command's arguments
+// (`migrate up -database-url URL`, `inspect 8 -json -database-url URL`),
+// and `migrate -h` lists its actions.
+func TestFlagsAfterTheArguments(t *testing.T) {
+	clearEnv(t)
+	db := testdb.NewEmpty(t)
+	code, stdout, stderr := runCmd(t, "migrate", "up", "-database-url", db.URL)
+	if code != 0 || !strings.Contains(stdout, "migrations applied") {
+		t.Fatalf("migrate up -database-url: %d %s %s", code, stdout, stderr)
+	}
+	code, stdout, stderr = runCmd(t, "migrate", "status", "-database-url="+db.URL)
+	if code != 0 || !strings.Contains(stdout, "applied") || strings.Contains(stdout, "pending") {
+		t.Fatalf("migrate status -database-url: %d %s %s", code, stdout, stderr)
+	}
+	var id int64
+	if _, err := db.Pool.Exec(context.Background(), `INSERT INTO leads (owner_id, last_name) VALUES ('usr_f', 'F')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Pool.QueryRow(context.Background(), `SELECT max(id) FROM outbox`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = runCmd(t, "inspect", strconv.FormatInt(id, 10), "-json", "-database-url", db.URL)
+	if code != 0 || !strings.Contains(stdout, `"event_name": "Lead Created"`) {
+		t.Fatalf("inspect <id> -json -database-url: %d %s %s", code, stdout, stderr)
+	}
+	for _, args := range [][]string{{"migrate", "up", "down", "-database-url", db.URL}, {"migrate", "sideways", "-database-url", db.URL}} {
+		if code, _, stderr := runCmd(t, args...); code != 2 || !strings.Contains(stderr, "usage") {
+			t.Errorf("%q: %d %s", args, code, stderr)
+		}
+	}
+	code, _, stderr = runCmd(t, "migrate", "-h")
+	for _, w := range []string{"\n  up ", "\n  down ", "\n  status ", "-database-url"} {
+		if code != 0 || !strings.Contains(stderr, w) {
+			t.Errorf("migrate -h (%d) lacks %q:\n%s", code, w, stderr)
+		}
+	}
+	if !strings.Contains(stderr, "outbox-relay migrate [up|down|status]") {
+		t.Errorf("migrate -h:\n%s", stderr)
 	}
 }

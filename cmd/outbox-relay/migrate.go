@@ -2,23 +2,36 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 
 	"github.com/paragon-outbox/outbox-relay/internal/migrate"
 )
 
+// runMigrate applies, rolls back or lists the schema migrations:
+// `outbox-relay migrate [up|down|status] [flags]` (default up); flags may
+// come before or after the action.
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, fs, err := loadConfig("migrate", args, stderr, nil)
+	cfg, fs, err := loadConfig("migrate", args, stderr, func(fs *flag.FlagSet) {
+		fs.Usage = func() {
+			fmt.Fprintln(fs.Output(), "Usage: outbox-relay migrate [up|down|status] [flags]")
+			fmt.Fprintln(fs.Output(), "  up      apply every pending migration (the default)")
+			fmt.Fprintln(fs.Output(), "  down    roll back the latest applied migration")
+			fmt.Fprintln(fs.Output(), "  status  list the migrations, applied or pending")
+			fs.PrintDefaults()
+		}
+	})
 	if err != nil {
 		return err
 	}
+	positional := fs.Args()
 	action := "up"
-	if fs.NArg() > 0 {
-		action = fs.Arg(0)
+	if len(positional) > 0 {
+		action = positional[0]
 	}
-	if fs.NArg() > 1 {
-		return fmt.Errorf("%w: migrate takes one of up, down, status", errUsage)
+	if len(positional) > 1 {
+		return fmt.Errorf("%w: migrate takes one of up, down, status, got %q", errUsage, positional)
 	}
 	pool, err := openPool(ctx, cfg, 2)
 	if err != nil {
