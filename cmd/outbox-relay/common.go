@@ -102,7 +102,26 @@ func openMigratedPool(ctx context.Context, cfg config.Config, maxConns int32) (*
 	}
 	if err := migrate.Check(ctx, pool); err != nil {
 		pool.Close()
+		if errors.Is(err, migrate.ErrPending) {
+			return nil, fmt.Errorf("%w; database %s (from DATABASE_URL or -database-url: is it the one you meant?)", err, describeDatabase(pool))
+		}
 		return nil, err
 	}
 	return pool, nil
+}
+
+// describeDatabase names the database pool connects to as host:port/dbname
+// (never user or password), for errors about that database.
+func describeDatabase(pool *pgxpool.Pool) string {
+	c := pool.Config().ConnConfig
+	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
+}
+
+// noArgs refuses arguments left after the flags of a command that takes
+// none (`status foo`), as a usage error.
+func noArgs(name string, fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: %s takes no arguments, got %q (settings are flags, e.g. -database-url)", errUsage, name, fs.Args())
+	}
+	return nil
 }

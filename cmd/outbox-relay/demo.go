@@ -76,6 +76,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	if err := noArgs("demo", fs); err != nil {
+		return err
+	}
 	demoDefaults(&cfg, fs, os.Getenv)
 	log := newLogger(cfg, stderr)
 	if dbName != "" {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -322,5 +324,29 @@ func TestFlagsAfterTheArguments(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "outbox-relay migrate [up|down|status]") {
 		t.Errorf("migrate -h:\n%s", stderr)
+	}
+}
+
+// TestUnmigratedDatabaseIsNamed: a command on a database without the schema
+// says which database (host:port/dbname, no password) and where it came
+// from; commands taking no arguments refuse extras with a usage error.
+func TestUnmigratedDatabaseIsNamed(t *testing.T) {
+	clearEnv(t)
+	db := testdb.NewEmpty(t)
+	u, err := url.Parse(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(u.User.Username(), "s3cret-pw")
+	t.Setenv("DATABASE_URL", u.String())
+	code, stdout, stderr := runCmd(t, "status")
+	want := fmt.Sprintf("database %s/%s (from DATABASE_URL or -database-url", u.Host, strings.TrimPrefix(u.Path, "/"))
+	if code != 1 || stdout != "" || !strings.Contains(stderr, "run `outbox-relay migrate up`") || !strings.Contains(stderr, want) || strings.Contains(stderr, "s3cret-pw") {
+		t.Errorf("status on an unmigrated database: %d, want stderr with %q:\n%s", code, want, stderr)
+	}
+	for _, args := range [][]string{{"status", "foo"}, {"status", "-json", "foo"}, {"relay", "foo"}, {"token", "-sub", "u", "foo"}, {"demo", "foo"}, {"paragon-local", "foo"}} {
+		if code, _, stderr := runCmd(t, args...); code != 2 || !strings.Contains(stderr, "takes no arguments") {
+			t.Errorf("%q: %d %s", args, code, stderr)
+		}
 	}
 }

@@ -50,6 +50,9 @@ func runParagonLocal(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	if err := noArgs("paragon-local", fs); err != nil {
+		return err
+	}
 	if project == "" {
 		return errors.New("-project-id (or PARAGON_PROJECT_ID) is required")
 	}

@@ -17,8 +17,11 @@ import (
 )
 
 func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, _, err := loadConfig("relay", args, stderr, nil)
+	cfg, fs, err := loadConfig("relay", args, stderr, nil)
 	if err != nil {
+		return err
+	}
+	if err := noArgs("relay", fs); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {

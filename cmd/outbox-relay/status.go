@@ -11,11 +11,14 @@ import (
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var asJSON bool
 	var top int
-	cfg, _, err := loadConfig("status", args, stderr, func(fs *flag.FlagSet) {
+	cfg, fs, err := loadConfig("status", args, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print JSON for scripts")
 		fs.IntVar(&top, "top", 10, "rows in each list")
 	})
 	if err != nil {
+		return err
+	}
+	if err := noArgs("status", fs); err != nil {
 		return err
 	}
 	pool, err := openMigratedPool(ctx, cfg, 2)

@@ -13,10 +13,13 @@ import (
 
 func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var sub string
-	cfg, _, err := loadConfig("token", args, stderr, func(fs *flag.FlagSet) {
+	cfg, fs, err := loadConfig("token", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&sub, "sub", "", "the Connected User id (the token's sub); required")
 	})
 	if err != nil {
+		return err
+	}
+	if err := noArgs("token", fs); err != nil {
 		return err
 	}
 	if sub == "" {
