@@ -22,7 +22,7 @@ func runSkip(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg, fs, err := loadConfig("skip", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&ids, "id", "", "dead outbox ids to skip, comma separated")
 		fs.StringVar(&keys, "key", "", "ordering keys to release (their dead events are skipped), comma separated, e.g. lead:1024")
-		fs.StringVar(&reason, "reason", "", "why, recorded with each skip (strongly advised: the event is never sent)")
+		fs.StringVar(&reason, "reason", "", "why, recorded with each skip; required (the event is never sent)")
 		fs.StringVar(&by, "by", defaultActor(), "who is skipping, recorded with each skip (default $USER, else the OS user and host)")
 		fs.BoolVar(&asJSON, "json", false, "print JSON for scripts")
 	})
@@ -44,6 +44,9 @@ func runSkip(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if len(idList) == 0 && len(keyList) == 0 {
 		return fmt.Errorf("%w: %v (-id or -key)", errUsage, operator.ErrNothingToSkip)
+	}
+	if strings.TrimSpace(reason) == "" {
+		return fmt.Errorf("%w: -reason is required: a skipped event is never sent, so say why (recorded with the skip, as the console requires)", errUsage)
 	}
 	if strings.TrimSpace(by) == "" {
 		return fmt.Errorf("%w: -by is required (who is skipping)", errUsage)

@@ -25,9 +25,15 @@ func TestSkipCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := "lead:" + itoa(lead)
-	for _, args := range [][]string{{"skip"}, {"skip", "-by", " ", "-key", key}, {"skip", "-id", "x"}, {"skip", "extra"}} {
+	for _, args := range [][]string{{"skip"}, {"skip", "-by", " ", "-key", key, "-reason", "r"}, {"skip", "-id", "x"}, {"skip", "extra"}} {
 		if code, _, stderr := runCmd(t, args...); code != 2 {
 			t.Errorf("%q: exit %d (%s), want 2", args, code, stderr)
+		}
+	}
+	// -reason is required (a skipped event is never sent), as in the console.
+	for _, args := range [][]string{{"skip", "-key", key, "-by", "bob"}, {"skip", "-key", key, "-by", "bob", "-reason", "  "}} {
+		if code, _, stderr := runCmd(t, args...); code != 2 || !strings.Contains(stderr, "-reason is required") {
+			t.Errorf("%q: exit %d (%s), want 2 naming -reason", args, code, stderr)
 		}
 	}
 	if n := opCount(t, db.Pool, `SELECT count(*) FROM outbox WHERE status = 'dead'`); n != 1 {
