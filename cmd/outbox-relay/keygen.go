@@ -76,6 +76,7 @@ func runKeygen(_ context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "wrote %s (RSA %d-bit private signing key, PKCS#8 PEM, mode 0600)\n", privPath, *bits)
 	fmt.Fprintf(stdout, "wrote %s (its public key, PEM, mode 0644)\n", pubPath)
 	fmt.Fprintf(stdout, "use it with: PARAGON_SIGNING_KEY_FILE=%s (relay, doctor, token, paragon-local)\n", privPath)
+	fmt.Fprintf(stderr, "outbox-relay keygen: warning: %s is a private signing key and must not be committed (this repository's .gitignore ignores *.pem); keep it in a secret store\n", privPath)
 	return nil
 }
 

@@ -20,6 +20,9 @@ func TestKeygenWritesAKeyPair(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("code %d: %s", code, stderr)
 	}
+	if !strings.Contains(stderr, "warning: "+priv+" is a private signing key and must not be committed") {
+		t.Errorf("no warning against committing the key: %q", stderr)
+	}
 	for path, mode := range map[string]os.FileMode{priv: 0o600, pub: 0o644} {
 		st, err := os.Stat(path)
 		if err != nil {
@@ -114,5 +117,26 @@ func TestKeygenBadInvocation(t *testing.T) {
 	code, _, stderr := runCmd(t, "keygen", "-out", filepath.Join(dir, "missing", "k.pem"))
 	if code != 1 || !strings.Contains(stderr, "no such file or directory") {
 		t.Fatalf("code %d, stderr %q", code, stderr)
+	}
+}
+
+// TestGitignoreCoversKeygensDefaultFiles: keygen's default files, written
+// into the current directory (in a clone: the repository root), are
+// ignored by the repository's .gitignore.
+func TestGitignoreCoversKeygensDefaultFiles(t *testing.T) {
+	gi, err := os.ReadFile("../../.gitignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{keygenDefaultOut, strings.TrimSuffix(keygenDefaultOut, ".pem") + ".pub.pem"} {
+		ignored := false
+		for line := range strings.SplitSeq(string(gi), "\n") {
+			if ok, _ := filepath.Match(strings.TrimPrefix(strings.TrimSpace(line), "/"), name); ok && !strings.HasPrefix(line, "#") {
+				ignored = true
+			}
+		}
+		if !ignored {
+			t.Errorf(".gitignore does not ignore %s", name)
+		}
 	}
 }
