@@ -32,7 +32,7 @@ func TestDeliveryStatusView(t *testing.T) {
 	}
 	wantCols := []string{"id", "event_id", "event_name", "user_id", "lead_id", "status", "attempts", "attempts_base",
 		"last_http_status", "last_error", "created_at", "next_attempt_at", "delivered_at", "time_to_deliver",
-		"lease_owner", "lease_expires_at", "redrive_count"}
+		"lease_owner", "lease_expires_at", "redrive_count", "ordering_key"}
 	if !slices.Equal(cols, wantCols) {
 		t.Fatalf("view columns %v\nwant %v", cols, wantCols)
 	}
@@ -43,6 +43,14 @@ func TestDeliveryStatusView(t *testing.T) {
 	delivered := add(operatortest.Event{User: "usr_b", Status: "delivered", Attempts: 1, CreatedAgo: 90 * time.Second, DeliveredAgo: 30 * time.Second})
 	dead := add(operatortest.Event{User: "usr_b", Status: "dead", Attempts: 4, LastError: "gave up", HTTPStatus: 500})
 	redriven := add(operatortest.Event{User: "usr_c", Status: "dead", Attempts: 2, LastError: "gave up", HTTPStatus: 500})
+	keyed := add(operatortest.Event{User: "usr_d"})
+	if _, err := db.Pool.Exec(ctx, `UPDATE outbox SET ordering_key = 'deals:42' WHERE id = $1`, keyed.ID); err != nil {
+		t.Fatal(err)
+	}
+	var key string
+	if err := db.Pool.QueryRow(ctx, `SELECT ordering_key FROM outbox_delivery_status WHERE id = $1`, keyed.ID).Scan(&key); err != nil || key != "deals:42" {
+		t.Errorf("view ordering_key %q %v, want deals:42", key, err)
+	}
 	for range 2 {
 		if _, err := operator.Redrive(ctx, db.Pool, operator.Filter{IDs: []int64{redriven.ID}}, "alice", "", false); err != nil {
 			t.Fatal(err)
@@ -99,8 +107,13 @@ func TestDeliveryStatusView(t *testing.T) {
 		t.Errorf("re-driven twice: %+v", v)
 	}
 	var n int64
-	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox_delivery_status`).Scan(&n); err != nil || n != 5 {
-		t.Fatalf("view rows %d %v, want one per event (5)", n, err)
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox_delivery_status`).Scan(&n); err != nil || n != 6 {
+		t.Fatalf("view rows %d %v, want one per event (6)", n, err)
+	}
+	// Every row's key is its event's (NULL where the event has none).
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox AS o JOIN outbox_delivery_status AS v USING (id)
+		WHERE v.ordering_key IS DISTINCT FROM o.ordering_key`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d view rows with another ordering_key than their event's (%v)", n, err)
 	}
 }
 
