@@ -3,14 +3,17 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 	"github.com/paragon-outbox/outbox-relay/internal/testdb"
 )
 
@@ -58,12 +61,13 @@ func bigOutbox(t *testing.T, delivered int) *pgxpool.Pool {
 }
 
 // seqScans returns the relations of outbox and outbox_attempts that the plan
-// of sql with args reads by sequential scan, as the console runs it
-// (unnamed statement: planned with the parameter values).
+// of sql with args reads by sequential scan; args are as the store sends
+// them (pgx.QueryExecModeExec first: an unnamed statement, planned with the
+// parameter values).
 func seqScans(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) ([]string, string) {
 	t.Helper()
 	var plan []byte
-	err := pool.QueryRow(context.Background(), "EXPLAIN (FORMAT JSON) "+sql, append([]any{pgx.QueryExecModeExec}, args...)...).Scan(&plan)
+	err := pool.QueryRow(context.Background(), "EXPLAIN (FORMAT JSON) "+sql, args...).Scan(&plan)
 	if err != nil {
 		t.Fatalf("EXPLAIN: %v\n%s", err, sql)
 	}
@@ -106,18 +110,26 @@ func TestQueriesNeverScanTheOutbox(t *testing.T) {
 	if err := pool.QueryRow(context.Background(), `SELECT id FROM outbox WHERE lead_id = $1`, n/2).Scan(&mid); err != nil {
 		t.Fatal(err)
 	}
-	fixed := map[string][]any{
-		"Overview":      {int64(deliveredCountCap + 1), latencyWindow},
-		"PerMinute":     {180},
-		"BacklogByUser": {20},
-		"TopErrors":     {24 * time.Hour, 10},
-		"GetEvent":      {mid, false},
-		"EventAttempts": {mid},
-		"EventRedrives": {mid},
-		"BlockedKeys":   {20},
+	// Each statement as the store sends it: dbsqlc's text, the store's
+	// arguments, through the store's unnamed-statement wrapper.
+	rec := &recorder{}
+	st := store{q: dbsqlc.New(unnamed{rec})}
+	ctx := context.Background()
+	fixed := map[string]func(){
+		"ConsoleOverview":      func() { _, _ = st.overview(ctx) },
+		"ConsolePerMinute":     func() { _, _ = st.perMinute(ctx, 180) },
+		"ConsoleBacklogByUser": func() { _, _ = st.backlog(ctx, 20) },
+		"ConsoleTopErrors":     func() { _, _ = st.topErrors(ctx, 24*time.Hour, 10) },
+		"ConsoleRelays":        func() { _, _ = st.relays(ctx) },
+		"ConsoleEvent":         func() { _, _, _, _ = st.event(ctx, mid, false) },
+		"ConsoleEventAttempts": func() { _, _ = st.q.ConsoleEventAttempts(ctx, mid) },
+		"ConsoleEventRedrives": func() { _, _ = st.q.ConsoleEventRedrives(ctx, mid) },
+		"ConsoleBlockedKeys":   func() { _, _ = st.blockedKeys(ctx, 20) },
+		"ConsoleCanWrite":      func() { _, _ = st.canWrite(ctx) },
 	}
-	for name, args := range fixed {
-		if bad, plan := seqScans(t, pool, queries.Get(name), args...); len(bad) > 0 {
+	for name, run := range fixed {
+		sql, args := rec.capture(t, name, run)
+		if bad, plan := seqScans(t, pool, sql, args...); len(bad) > 0 {
 			t.Errorf("%s scans %v sequentially:\n%s", name, bad, plan)
 		}
 	}
@@ -171,34 +183,58 @@ func TestQueriesNeverScanTheOutbox(t *testing.T) {
 
 func checkList(t *testing.T, pool *pgxpool.Pool, f eventFilter, desc []string) int {
 	t.Helper()
-	nz := func(v string) any {
-		if v == "" {
-			return nil
-		}
-		return v
-	}
-	nt := func(x time.Time) any {
-		if x.IsZero() {
-			return nil
-		}
-		return x
-	}
-	ni := func(i int64) any {
-		if i == 0 {
-			return nil
-		}
-		return i
-	}
-	var pattern any
-	if f.ErrorContains != "" {
-		pattern = likeContains(f.ErrorContains)
-	}
-	bad, plan := seqScans(t, pool, queries.Get("ListEvents"), nz(f.Status), nz(f.UserID), nz(f.EventName), ni(f.LeadID),
-		nt(f.CreatedFrom), nt(f.CreatedBefore), pattern, ni(f.Before), PageSizeDefault+1, nz(f.OrderingKey))
+	rec := &recorder{}
+	st := store{q: dbsqlc.New(unnamed{rec})}
+	sql, args := rec.capture(t, "ConsoleListEvents", func() { _, _ = st.listEvents(context.Background(), f, PageSizeDefault+1) })
+	bad, plan := seqScans(t, pool, sql, args...)
 	if len(bad) > 0 {
 		t.Errorf("events list, status %q, filters [%s], cursor %v: sequential scan of %v\n%s", f.Status, strings.Join(desc, ", "), f.Before != 0, bad, compact(plan))
 	}
 	return 1
+}
+
+var errRecorded = errors.New("recorded, not run")
+
+// recorder is a dbsqlc.DBTX that runs nothing: it keeps the last
+// statement's text and arguments.
+type recorder struct {
+	sql  string
+	args []any
+}
+
+func (r *recorder) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	r.sql, r.args = sql, args
+	return pgconn.CommandTag{}, errRecorded
+}
+
+func (r *recorder) Query(_ context.Context, sql string, args ...any) (pgx.Rows, error) {
+	r.sql, r.args = sql, args
+	return nil, errRecorded
+}
+
+func (r *recorder) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
+	r.sql, r.args = sql, args
+	return errRow{}
+}
+
+type errRow struct{}
+
+func (errRow) Scan(...any) error { return errRecorded }
+
+// capture runs run and returns the one statement it sent: dbsqlc's text
+// of the query named want and the arguments, which must start with
+// pgx.QueryExecModeExec (planned with its values, as the console runs it).
+func (r *recorder) capture(t *testing.T, want string, run func()) (string, []any) {
+	t.Helper()
+	r.sql, r.args = "", nil
+	run()
+	if !strings.HasPrefix(r.sql, "-- name: "+want+" ") {
+		t.Fatalf("%s: the store sent %.60q", want, r.sql)
+	}
+	if len(r.args) == 0 || r.args[0] != pgx.QueryExecModeExec {
+		t.Fatalf("%s: not sent as an unnamed statement (QueryExecModeExec first): %v", want, r.args)
+	}
+	return r.sql, r.args
 }
 
 func compact(plan string) string {

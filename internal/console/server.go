@@ -54,9 +54,9 @@ type Options struct {
 	// Actor names who re-drives when there is no basic auth; default
 	// operator.DefaultActor (the OS user at this host, as `retry` does).
 	Actor func() string
-	// BlockedKeys lists ordering keys blocked by a dead event; default: the
-	// BlockedKeys query of queries.sql (per-key ordering, migration 00008).
-	// The one hook for it.
+	// BlockedKeys lists ordering keys blocked by a dead event; default:
+	// sql/queries/console_blocked_keys.sql, at most 20 keys (per-key
+	// ordering, migration 00008). The one hook for it.
 	BlockedKeys func(ctx context.Context) ([]BlockedKey, error)
 }
 
@@ -79,7 +79,7 @@ type Server struct {
 // (read-only otherwise) and loads the basic-auth users. Errors: a bad
 // htpasswd file (ErrConfig), an unreachable database.
 func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Server, error) {
-	s := &Server{opts: opts, cfg: opts.Config, st: store{pool}, pool: pool, log: opts.Log}
+	s := &Server{opts: opts, cfg: opts.Config, st: newStore(pool), pool: pool, log: opts.Log}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -100,8 +100,8 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Server, error)
 	if s.cfg.ReadOnly {
 		s.readOnly, s.why = true, "started read-only (-read-only / CONSOLE_READ_ONLY)"
 	} else {
-		var can bool
-		if err := pool.QueryRow(ctx, queries.Get("CanWrite")).Scan(&can); err != nil {
+		can, err := s.st.canWrite(ctx)
+		if err != nil {
 			return nil, fmt.Errorf("console: checking the database role's privileges: %w", err)
 		}
 		if !can {
@@ -329,28 +329,28 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	var d overviewData
 	var err error
-	if d.O, err = one[overview](ctx, s.st, "Overview", deliveredCountCap+1, latencyWindow); err != nil {
+	if d.O, err = s.st.overview(ctx); err != nil {
 		s.fail(w, r, http.StatusInternalServerError, "Could not read the outbox.", err)
 		return
 	}
 	d.DeliveredCapped = d.O.DeliveredCapped > deliveredCountCap
 	d.ChartMinutes = s.cfg.ChartMinutes
-	mins, err := many[minuteCount](ctx, s.st, "PerMinute", s.cfg.ChartMinutes)
+	mins, err := s.st.perMinute(ctx, s.cfg.ChartMinutes)
 	if err != nil {
 		s.fail(w, r, http.StatusInternalServerError, "Could not read deliveries per minute.", err)
 		return
 	}
 	d.Chart = newChart(mins)
-	if d.Backlog, err = many[userBacklog](ctx, s.st, "BacklogByUser", 20); err != nil {
+	if d.Backlog, err = s.st.backlog(ctx, 20); err != nil {
 		s.fail(w, r, http.StatusInternalServerError, "Could not read the backlog.", err)
 		return
 	}
-	if d.Errors, err = many[errorCount](ctx, s.st, "TopErrors", 24*time.Hour, 10); err != nil {
+	if d.Errors, err = s.st.topErrors(ctx, 24*time.Hour, 10); err != nil {
 		s.fail(w, r, http.StatusInternalServerError, "Could not read the errors.", err)
 		return
 	}
 	d.ErrorsSince = d.O.Now.Add(-24 * time.Hour)
-	if d.Relays, err = many[relayRow](ctx, s.st, "Relays"); err != nil {
+	if d.Relays, err = s.st.relays(ctx); err != nil {
 		s.fail(w, r, http.StatusInternalServerError, "Could not read the relays' heartbeats.", err)
 		return
 	}

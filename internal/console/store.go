@@ -2,22 +2,17 @@ package console
 
 import (
 	"context"
-	"embed"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/paragon-outbox/outbox-relay/internal/namedsql"
+	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 )
-
-//go:embed queries.sql
-var queryFS embed.FS
-
-var queries = namedsql.MustLoad(queryFS, "queries.sql")
 
 // deliveredCountCap bounds the exact count of delivered rows on the
 // overview; beyond it the page says "more than".
@@ -26,145 +21,208 @@ const deliveredCountCap = 1_000_000
 // latencyWindow is the span of deliveries the latency percentiles cover.
 const latencyWindow = time.Hour
 
-// store runs the console's queries. Every statement goes as an unnamed
-// statement (QueryExecModeExec) so that it is planned with its parameter
-// values (see queries.sql).
-type store struct{ pool *pgxpool.Pool }
+// store runs the console's queries: sql/queries/console_*.sql, generated
+// into internal/dbsqlc (make generate).
+type store struct{ q *dbsqlc.Queries }
 
-func (s store) query(ctx context.Context, name string, args ...any) (pgx.Rows, error) {
-	return s.pool.Query(ctx, queries.Get(name), append([]any{pgx.QueryExecModeExec}, args...)...)
+func newStore(pool *pgxpool.Pool) store { return store{q: dbsqlc.New(unnamed{pool})} }
+
+// unnamed is the console's pool as dbsqlc sees it: every statement goes as
+// an unnamed statement (pgx QueryExecModeExec, the first argument pgx
+// reads), never as a prepared one, so PostgreSQL plans it with its actual
+// parameter values each time. That is deliberate: the catch-all filters of
+// console_list_events.sql ("x IS NULL OR col = x") fold away for a NULL
+// parameter and to the bare condition for a set one, which then matches the
+// partial indexes; a cached generic plan could not use them and would scan
+// the outbox. The pool itself stays as the caller configured it (operator
+// re-drives from the console use it as the `retry` command does).
+// explain_test.go EXPLAINs the statements with exactly the text and
+// arguments (exec mode first) that reach the pool through this type.
+type unnamed struct{ db dbsqlc.DBTX }
+
+func (u unnamed) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return u.db.Exec(ctx, sql, execArgs(args)...)
 }
+
+func (u unnamed) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return u.db.Query(ctx, sql, execArgs(args)...)
+}
+
+func (u unnamed) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return u.db.QueryRow(ctx, sql, execArgs(args)...)
+}
+
+// execArgs puts pgx.QueryExecModeExec before the statement's arguments.
+func execArgs(args []any) []any { return append([]any{pgx.QueryExecModeExec}, args...) }
 
 // overview is the first block of the overview page.
 type overview struct {
-	Now                      time.Time `db:"now"`
-	Waiting                  int64     `db:"waiting"`
-	Pending                  int64     `db:"pending"`
-	InFlight                 int64     `db:"in_flight"`
-	Dead                     int64     `db:"dead"`
-	Skipped                  int64     `db:"skipped"`
-	DeliveredCapped          int64     `db:"delivered_capped"`
-	OldestUndeliveredSeconds float64   `db:"oldest_undelivered_seconds"`
-	OldestPendingID          *int64    `db:"oldest_pending_id"`
-	LatencyCount             int64     `db:"latency_count"`
-	P50Seconds               *float64  `db:"p50_seconds"`
-	P90Seconds               *float64  `db:"p90_seconds"`
-	P99Seconds               *float64  `db:"p99_seconds"`
-	MaxSeconds               *float64  `db:"max_seconds"`
+	Now                      time.Time
+	Waiting                  int64
+	Pending                  int64
+	InFlight                 int64
+	Dead                     int64
+	Skipped                  int64
+	DeliveredCapped          int64
+	OldestUndeliveredSeconds float64
+	OldestPendingID          *int64
+	LatencyCount             int64
+	P50Seconds               *float64
+	P90Seconds               *float64
+	P99Seconds               *float64
+	MaxSeconds               *float64
 }
 
-type minuteCount struct {
-	Minute    time.Time `db:"minute"`
-	Delivered int64     `db:"delivered"`
-	Failed    int64     `db:"failed"`
-}
+// The rows sqlc's types already fit as they are.
+type (
+	minuteCount = dbsqlc.ConsolePerMinuteRow
+	errorCount  = dbsqlc.ConsoleTopErrorsRow
+	relayRow    = dbsqlc.ConsoleRelaysRow
+	redriveRow  = dbsqlc.ConsoleEventRedrivesRow // Action: redrive or skip
+)
 
 type userBacklog struct {
-	UserID            string     `db:"user_id"`
-	Pending           int64      `db:"pending"`
-	InFlight          int64      `db:"in_flight"`
-	Dead              int64      `db:"dead"`
-	OldestUndelivered *time.Time `db:"oldest_undelivered"`
-}
-
-type errorCount struct {
-	Error    string    `db:"error"`
-	Attempts int64     `db:"attempts"`
-	Events   int64     `db:"events"`
-	LastAt   time.Time `db:"last_at"`
-}
-
-type relayRow struct {
-	RelayID        string     `db:"relay_id"`
-	Version        string     `db:"version"`
-	Host           string     `db:"host"`
-	StartedAt      time.Time  `db:"started_at"`
-	LastSeenAt     time.Time  `db:"last_seen_at"`
-	StoppedAt      *time.Time `db:"stopped_at"`
-	BreakerState   string     `db:"breaker_state"`
-	InFlight       int32      `db:"in_flight"`
-	SeenSecondsAgo float64    `db:"seen_seconds_ago"`
+	UserID            string
+	Pending           int64
+	InFlight          int64
+	Dead              int64
+	OldestUndelivered *time.Time
 }
 
 type eventRow struct {
-	ID             int64      `db:"id"`
-	EventID        string     `db:"event_id"`
-	EventName      string     `db:"event_name"`
-	UserID         string     `db:"user_id"`
-	LeadID         *int64     `db:"lead_id"`
-	OrderingKey    *string    `db:"ordering_key"`
-	Status         string     `db:"status"`
-	Attempts       int32      `db:"attempts"`
-	CreatedAt      time.Time  `db:"created_at"`
-	DeliveredAt    *time.Time `db:"delivered_at"`
-	LastHTTPStatus *int32     `db:"last_http_status"`
-	LastError      *string    `db:"last_error"`
+	ID             int64
+	EventID        string
+	EventName      string
+	UserID         string
+	LeadID         *int64
+	OrderingKey    *string
+	Status         string
+	Attempts       int32
+	CreatedAt      time.Time
+	DeliveredAt    *time.Time
+	LastHTTPStatus *int32
+	LastError      *string
 }
 
 type eventDetail struct {
-	ID             int64      `db:"id"`
-	EventID        string     `db:"event_id"`
-	EventName      string     `db:"event_name"`
-	UserID         string     `db:"user_id"`
-	LeadID         *int64     `db:"lead_id"`
-	OrderingKey    *string    `db:"ordering_key"`
-	Status         string     `db:"status"`
-	Attempts       int32      `db:"attempts"`
-	AttemptsBase   int32      `db:"attempts_base"`
-	CreatedAt      time.Time  `db:"created_at"`
-	NextAttemptAt  time.Time  `db:"next_attempt_at"`
-	DeliveredAt    *time.Time `db:"delivered_at"`
-	LastHTTPStatus *int32     `db:"last_http_status"`
-	LastError      *string    `db:"last_error"`
-	LeaseOwner     *string    `db:"lease_owner"`
-	LeaseExpiresAt *time.Time `db:"lease_expires_at"`
-	Payload        *string    `db:"payload"`
+	ID             int64
+	EventID        string
+	EventName      string
+	UserID         string
+	LeadID         *int64
+	OrderingKey    *string
+	Status         string
+	Attempts       int32
+	AttemptsBase   int32
+	CreatedAt      time.Time
+	NextAttemptAt  time.Time
+	DeliveredAt    *time.Time
+	LastHTTPStatus *int32
+	LastError      *string
+	LeaseOwner     *string
+	LeaseExpiresAt *time.Time
+	Payload        *string
 }
 
 type attemptRow struct {
-	Attempt    int32      `db:"attempt"`
-	RelayID    *string    `db:"relay_id"`
-	StartedAt  time.Time  `db:"started_at"`
-	FinishedAt *time.Time `db:"finished_at"`
-	HTTPStatus *int32     `db:"http_status"`
-	Error      *string    `db:"error"`
-	Seconds    *float64   `db:"seconds"`
+	Attempt    int32
+	RelayID    *string
+	StartedAt  time.Time
+	FinishedAt *time.Time
+	HTTPStatus *int32
+	Error      *string
+	Seconds    *float64 // nil while unfinished
 }
 
-type redriveRow struct {
-	RedrivenAt             time.Time `db:"redriven_at"`
-	RedrivenBy             string    `db:"redriven_by"`
-	Action                 string    `db:"action"` // redrive or skip
-	Reason                 string    `db:"reason"`
-	PreviousStatus         string    `db:"previous_status"`
-	PreviousAttempts       int32     `db:"previous_attempts"`
-	PreviousLastError      *string   `db:"previous_last_error"`
-	PreviousLastHTTPStatus *int32    `db:"previous_last_http_status"`
+// nullable reads a column sqlc's static analyzer could not type (an
+// aggregate, an array element, a CASE with NULL: dbsqlc gives it as
+// interface{}): nil for SQL NULL, else the value pgx decoded, which must be
+// a T.
+func nullable[T any](column string, v any) (*T, error) {
+	if v == nil {
+		return nil, nil
+	}
+	t, ok := v.(T)
+	if !ok {
+		var want T
+		return nil, fmt.Errorf("column %s: got %T, want %T", column, v, want)
+	}
+	return &t, nil
 }
 
-func one[T any](ctx context.Context, s store, name string, args ...any) (T, error) {
-	rows, err := s.query(ctx, name, args...)
+// overview reads the overview's counts and latency.
+func (s store) overview(ctx context.Context) (overview, error) {
+	r, err := s.q.ConsoleOverview(ctx, deliveredCountCap+1, latencyWindow.Milliseconds())
 	if err != nil {
-		var zero T
-		return zero, fmt.Errorf("%s: %w", name, err)
+		return overview{}, fmt.Errorf("ConsoleOverview: %w", err)
 	}
-	v, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[T])
-	if err != nil {
-		return v, fmt.Errorf("%s: %w", name, err)
+	o := overview{
+		Now: r.Now, Waiting: r.Waiting, Pending: r.Pending, InFlight: r.InFlight, Dead: r.Dead, Skipped: r.Skipped,
+		DeliveredCapped: r.DeliveredCapped, OldestUndeliveredSeconds: r.OldestUndeliveredSeconds,
+		LatencyCount: r.LatencyCount,
 	}
-	return v, nil
+	var errs [5]error
+	o.OldestPendingID, errs[0] = nullable[int64]("oldest_pending_id", r.OldestPendingID)
+	o.P50Seconds, errs[1] = nullable[float64]("p50_seconds", r.P50Seconds)
+	o.P90Seconds, errs[2] = nullable[float64]("p90_seconds", r.P90Seconds)
+	o.P99Seconds, errs[3] = nullable[float64]("p99_seconds", r.P99Seconds)
+	o.MaxSeconds, errs[4] = nullable[float64]("max_seconds", r.MaxSeconds)
+	if err := errors.Join(errs[:]...); err != nil {
+		return o, fmt.Errorf("ConsoleOverview: %w", err)
+	}
+	return o, nil
 }
 
-func many[T any](ctx context.Context, s store, name string, args ...any) ([]T, error) {
-	rows, err := s.query(ctx, name, args...)
+// perMinute returns deliveries and failed attempts per minute over the
+// last minutes minutes, oldest first.
+func (s store) perMinute(ctx context.Context, minutes int) ([]minuteCount, error) {
+	rows, err := s.q.ConsolePerMinute(ctx, int32(minutes))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, fmt.Errorf("ConsolePerMinute: %w", err)
 	}
-	v, err := pgx.CollectRows(rows, pgx.RowToStructByName[T])
+	return rows, nil
+}
+
+// backlog returns the undelivered and dead events of at most limit
+// Connected Users, biggest backlog first.
+func (s store) backlog(ctx context.Context, limit int) ([]userBacklog, error) {
+	rows, err := s.q.ConsoleBacklogByUser(ctx, int32(limit))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, fmt.Errorf("ConsoleBacklogByUser: %w", err)
 	}
-	return v, nil
+	out := make([]userBacklog, len(rows))
+	for i, r := range rows {
+		out[i] = userBacklog{UserID: r.UserID, Pending: r.Pending, InFlight: r.InFlight, Dead: r.Dead}
+		if out[i].OldestUndelivered, err = nullable[time.Time]("oldest_undelivered", r.OldestUndelivered); err != nil {
+			return nil, fmt.Errorf("ConsoleBacklogByUser: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// topErrors returns the failed attempts of the last window by error text,
+// at most limit texts.
+func (s store) topErrors(ctx context.Context, window time.Duration, limit int) ([]errorCount, error) {
+	rows, err := s.q.ConsoleTopErrors(ctx, window.Milliseconds(), int32(limit))
+	if err != nil {
+		return nil, fmt.Errorf("ConsoleTopErrors: %w", err)
+	}
+	return rows, nil
+}
+
+// relays returns the relays' heartbeats, running ones first.
+func (s store) relays(ctx context.Context) ([]relayRow, error) {
+	rows, err := s.q.ConsoleRelays(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ConsoleRelays: %w", err)
+	}
+	return rows, nil
+}
+
+// canWrite reports whether the pool's role may re-drive on a writable
+// primary.
+func (s store) canWrite(ctx context.Context) (bool, error) {
+	return s.q.ConsoleCanWrite(ctx)
 }
 
 // eventFilter is the events page's filter; zero fields do not filter.
@@ -180,55 +238,111 @@ type eventFilter struct {
 	Before        int64 // keyset cursor: ids below this
 }
 
-// listEvents returns up to limit events matching f, newest first.
-func (s store) listEvents(ctx context.Context, f eventFilter, limit int) ([]eventRow, error) {
-	nz := func(v string) any {
+// params are f's parameters of console_list_events.sql: a zero field is
+// NULL (any), limit is the page size.
+func (f eventFilter) params(limit int) dbsqlc.ConsoleListEventsParams {
+	str := func(v string) *string {
 		if v == "" {
 			return nil
 		}
-		return v
+		return &v
 	}
-	nt := func(t time.Time) any {
+	tm := func(t time.Time) *time.Time {
 		if t.IsZero() {
 			return nil
 		}
-		return t
+		return &t
 	}
-	ni := func(i int64) any {
+	id := func(i int64) *int64 {
 		if i == 0 {
 			return nil
 		}
-		return i
+		return &i
 	}
-	var pattern any
+	p := dbsqlc.ConsoleListEventsParams{
+		Status: str(f.Status), OrderingKey: str(f.OrderingKey), UserID: str(f.UserID), EventName: str(f.EventName),
+		LeadID: id(f.LeadID), CreatedFrom: tm(f.CreatedFrom), CreatedBefore: tm(f.CreatedBefore),
+		BeforeID: id(f.Before), PageSize: int32(limit),
+	}
 	if f.ErrorContains != "" {
-		pattern = likeContains(f.ErrorContains)
+		p.ErrorPattern = str(likeContains(f.ErrorContains))
 	}
-	return many[eventRow](ctx, s, "ListEvents", nz(f.Status), nz(f.UserID), nz(f.EventName), ni(f.LeadID),
-		nt(f.CreatedFrom), nt(f.CreatedBefore), pattern, ni(f.Before), limit, nz(f.OrderingKey))
+	return p
+}
+
+// listEvents returns up to limit events matching f, newest first.
+func (s store) listEvents(ctx context.Context, f eventFilter, limit int) ([]eventRow, error) {
+	rows, err := s.q.ConsoleListEvents(ctx, f.params(limit))
+	if err != nil {
+		return nil, fmt.Errorf("ConsoleListEvents: %w", err)
+	}
+	out := make([]eventRow, len(rows))
+	for i, r := range rows {
+		out[i] = eventRow{
+			ID: r.ID, EventID: r.EventID, EventName: r.EventName, UserID: r.UserID, LeadID: r.LeadID,
+			OrderingKey: r.OrderingKey, Status: r.Status, Attempts: r.Attempts, CreatedAt: r.CreatedAt,
+			DeliveredAt: r.DeliveredAt, LastHTTPStatus: r.LastHTTPStatus,
+		}
+		if r.LastError != "" {
+			out[i].LastError = &r.LastError
+		}
+	}
+	return out, nil
 }
 
 // blockedKeys lists ordering keys held back by a dead head event.
 func (s store) blockedKeys(ctx context.Context, limit int) ([]BlockedKey, error) {
-	return many[BlockedKey](ctx, s, "BlockedKeys", limit)
+	rows, err := s.q.ConsoleBlockedKeys(ctx, int32(limit))
+	if err != nil {
+		return nil, fmt.Errorf("ConsoleBlockedKeys: %w", err)
+	}
+	out := make([]BlockedKey, len(rows))
+	for i, r := range rows {
+		out[i] = BlockedKey{Key: r.Key, UserID: r.UserID, HeadID: r.HeadID, Waiting: r.Waiting, BlockedS: r.BlockedSeconds}
+	}
+	return out, nil
 }
 
 var errNotFound = errors.New("no such event")
 
 func (s store) event(ctx context.Context, id int64, hidePayload bool) (eventDetail, []attemptRow, []redriveRow, error) {
-	ev, err := one[eventDetail](ctx, s, "GetEvent", id, hidePayload)
+	r, err := s.q.ConsoleEvent(ctx, hidePayload, id)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return ev, nil, nil, errNotFound
+		return eventDetail{}, nil, nil, errNotFound
 	}
 	if err != nil {
-		return ev, nil, nil, err
+		return eventDetail{}, nil, nil, fmt.Errorf("ConsoleEvent: %w", err)
 	}
-	att, err := many[attemptRow](ctx, s, "EventAttempts", id)
+	ev := eventDetail{
+		ID: r.ID, EventID: r.EventID, EventName: r.EventName, UserID: r.UserID, LeadID: r.LeadID,
+		OrderingKey: r.OrderingKey, Status: r.Status, Attempts: r.Attempts, AttemptsBase: r.AttemptsBase,
+		CreatedAt: r.CreatedAt, NextAttemptAt: r.NextAttemptAt, DeliveredAt: r.DeliveredAt,
+		LastHTTPStatus: r.LastHTTPStatus, LastError: r.LastError, LeaseOwner: r.LeaseOwner,
+		LeaseExpiresAt: r.LeaseExpiresAt,
+	}
+	if ev.Payload, err = nullable[string]("payload", r.Payload); err != nil {
+		return ev, nil, nil, fmt.Errorf("ConsoleEvent: %w", err)
+	}
+	ar, err := s.q.ConsoleEventAttempts(ctx, id)
 	if err != nil {
-		return ev, nil, nil, err
+		return ev, nil, nil, fmt.Errorf("ConsoleEventAttempts: %w", err)
 	}
-	rd, err := many[redriveRow](ctx, s, "EventRedrives", id)
-	return ev, att, rd, err
+	att := make([]attemptRow, len(ar))
+	for i, a := range ar {
+		att[i] = attemptRow{
+			Attempt: a.Attempt, RelayID: a.RelayID, StartedAt: a.StartedAt, FinishedAt: a.FinishedAt,
+			HTTPStatus: a.HTTPStatus, Error: a.Error,
+		}
+		if a.FinishedAt != nil {
+			sec := a.FinishedAt.Sub(a.StartedAt).Seconds()
+			att[i].Seconds = &sec
+		}
+	}
+	rd, err := s.q.ConsoleEventRedrives(ctx, id)
+	if err != nil {
+		return ev, nil, nil, fmt.Errorf("ConsoleEventRedrives: %w", err)
+	}
+	return ev, att, rd, nil
 }
 
 // likeContains is the ILIKE pattern matching s literally anywhere, as
