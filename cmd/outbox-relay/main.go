@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/paragon-outbox/outbox-relay/internal/buildinfo"
 )
 
 type command struct {
@@ -36,6 +39,7 @@ func commands() []command {
 		{"skip", "release ordering keys blocked by a dead event: mark it skipped (never sent) so the key's later events go out", runSkip},
 		{"purge", "delete old delivered and dead events, with their attempts, in small batches", runPurge},
 		{"console", "serve the operator console in the browser: overview, events, attempts, re-drive (CONSOLE_ADDR, default 127.0.0.1:8080)", runConsole},
+		{"version", "print the build's version and VCS revision (also: outbox-relay -version)", runVersion},
 		{"doctor", "check database, migrations, signing key, project id, token minting and Paragon reachability", runDoctor},
 	}
 }
@@ -56,6 +60,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return 0
+	}
+	if args[0] == "-version" || args[0] == "--version" {
+		args = append([]string{"version"}, args[1:]...)
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
@@ -87,4 +94,27 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nConfiguration comes from the environment (see README); flags override it.")
+}
+
+// runVersion prints `outbox-relay <version> (revision …, go…)` from the
+// build information (buildinfo.Read), or JSON with -json.
+func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("outbox-relay version", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if err := noArgs("version", fs); err != nil {
+		return err
+	}
+	in := buildinfo.Read()
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(in)
+	}
+	_, err := fmt.Fprintf(stdout, "outbox-relay %s\n", in)
+	return err
 }

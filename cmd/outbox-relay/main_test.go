@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paragon-outbox/outbox-relay/internal/buildinfo"
 	"github.com/paragon-outbox/outbox-relay/internal/paragon"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
 	"github.com/paragon-outbox/outbox-relay/internal/pgutil"
@@ -348,5 +349,27 @@ func TestUnmigratedDatabaseIsNamed(t *testing.T) {
 		if code, _, stderr := runCmd(t, args...); code != 2 || !strings.Contains(stderr, "takes no arguments") {
 			t.Errorf("%q: %d %s", args, code, stderr)
 		}
+	}
+}
+
+// TestVersionCommand: `version` and `-version` print the build's version
+// line; -json the same fields; extra arguments are refused.
+func TestVersionCommand(t *testing.T) {
+	want := "outbox-relay " + buildinfo.Read().String() + "\n"
+	for _, args := range [][]string{{"version"}, {"-version"}, {"--version"}} {
+		if code, stdout, stderr := runCmd(t, args...); code != 0 || stdout != want || !strings.Contains(stdout, "revision ") {
+			t.Errorf("%q: %d %q %q, want %q", args, code, stdout, stderr, want)
+		}
+	}
+	code, stdout, _ := runCmd(t, "version", "-json")
+	var in buildinfo.Info
+	if err := json.Unmarshal([]byte(stdout), &in); code != 0 || err != nil || in != buildinfo.Read() {
+		t.Errorf("version -json: %d %v %q", code, err, stdout)
+	}
+	if code, _, _ := runCmd(t, "version", "x"); code != 2 {
+		t.Errorf("version x: %d, want 2", code)
+	}
+	if _, stdout, _ := runCmd(t, "help"); !strings.Contains(stdout, "\n  version ") {
+		t.Errorf("help does not list version:\n%s", stdout)
 	}
 }

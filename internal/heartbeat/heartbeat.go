@@ -15,12 +15,12 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/paragon-outbox/outbox-relay/internal/buildinfo"
 	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
 	"github.com/paragon-outbox/outbox-relay/internal/relay"
 )
@@ -87,13 +87,11 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) (*Service, error) {
 }
 
 // BinaryVersion is the main module's version from the build information
-// ("(devel)" for a plain go build of a checkout, "unknown" without it).
-func BinaryVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "unknown"
-}
+// (buildinfo.Info.Short): a tag such as "v1.4.0"; for a build of a
+// checkout, "devel+<12-char VCS revision>" ("-dirty" if modified), or
+// "(devel)" when the revision is unknown; "unknown" without build
+// information.
+func BinaryVersion() string { return buildinfo.Read().Short() }
 
 // Start writes the first heartbeat (returning its error, if any, without
 // starting) and then one every Interval until Stop or ctx ends. Calling
