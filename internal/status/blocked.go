@@ -3,12 +3,12 @@ package status
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
-	sqlfiles "github.com/paragon-outbox/outbox-relay/sql"
 )
 
 // BlockedKey is an ordering key whose first undelivered event is dead: the
@@ -28,33 +28,32 @@ type BlockedKey struct {
 	BlockedForSeconds float64 `json:"blocked_for_seconds"`
 }
 
-// blockedKeys lists blocked keys, oldest first, at most limit of them, with
-// sql/operator/blocked_keys.sql (the query people run with psql).
+// blockedKeys lists blocked keys, oldest first, at most limit of them
+// (sql/queries/status_blocked_keys.sql: the statement of the psql script
+// sql/operator/blocked_keys.sql, limit as a parameter). Last errors are cut
+// to 300 characters.
 func blockedKeys(ctx context.Context, pool *pgxpool.Pool, limit int) ([]BlockedKey, error) {
-	q, err := sqlfiles.Operator("blocked_keys")
-	if err != nil {
-		return nil, err
-	}
-	rows, err := pool.Query(ctx, q)
+	rows, err := dbsqlc.New(pool).StatusBlockedKeys(ctx, int32(min(limit, math.MaxInt32)))
 	if err != nil {
 		return nil, fmt.Errorf("status: blocked keys: %w", err)
 	}
-	out := []BlockedKey{}
-	for rows.Next() {
-		var b BlockedKey
-		var blockedFor time.Duration
-		if err := rows.Scan(&b.OrderingKey, &b.DeadHeadID, &b.EventName, &b.UserID, &b.Attempts, &b.LastHTTPStatus, &b.LastError,
-			&b.CreatedAt, &b.Waiting, &blockedFor); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("status: blocked keys: %w", err)
+	out := make([]BlockedKey, 0, len(rows))
+	for _, r := range rows {
+		b := BlockedKey{
+			DeadHeadID: r.DeadHeadID, EventName: r.EventName, UserID: r.UserID, Attempts: r.Attempts,
+			LastHTTPStatus: r.LastHTTPStatus, LastError: r.LastError, CreatedAt: r.CreatedAt,
+			Waiting: r.Waiting, BlockedForSeconds: r.BlockedForSeconds,
 		}
-		b.BlockedForSeconds = blockedFor.Seconds()
-		if len(out) < limit {
-			out = append(out, b)
+		if r.OrderingKey != nil {
+			b.OrderingKey = *r.OrderingKey
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("status: blocked keys: %w", err)
+		if b.LastError != nil {
+			if rs := []rune(*b.LastError); len(rs) > 300 {
+				cut := string(rs[:300])
+				b.LastError = &cut
+			}
+		}
+		out = append(out, b)
 	}
 	return out, nil
 }
