@@ -85,7 +85,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		// A fresh database each run, so the figures below are this run's.
 		u, err := pgutil.Recreate(ctx, cfg.DatabaseURL, dbName)
 		if err != nil {
-			return fmt.Errorf("demo database %s on the DATABASE_URL server (%s): %w", dbName, config.RedactURL(cfg.DatabaseURL), err)
+			return config.RedactError(fmt.Errorf("demo database %s on the DATABASE_URL server (%s): %w", dbName, config.RedactURL(cfg.DatabaseURL), err), cfg.DatabaseURL)
 		}
 		cfg.DatabaseURL = u
 	}

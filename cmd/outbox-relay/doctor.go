@@ -131,12 +131,12 @@ func doctorDatabase(ctx context.Context, cfg config.Config) (*pgxpool.Pool, doct
 	const name = "database"
 	pool, err := openPool(ctx, cfg, 2)
 	if err != nil {
-		return nil, doctorFail(name, "%v", err)
+		return nil, doctorFail(name, "%v", config.RedactError(err, cfg.DatabaseURL))
 	}
 	version, err := dbsqlc.New(pool).ServerVersion(ctx)
 	if err != nil {
 		pool.Close()
-		return nil, doctorFail(name, "connected to %s but a query failed: %v", config.RedactURL(cfg.DatabaseURL), err)
+		return nil, doctorFail(name, "connected to %s but a query failed: %v", config.RedactURL(cfg.DatabaseURL), config.RedactError(err, cfg.DatabaseURL))
 	}
 	return pool, doctorCheck{name: name, ok: true, detail: fmt.Sprintf("connected to %s (PostgreSQL %s)", config.RedactURL(cfg.DatabaseURL), version)}
 }

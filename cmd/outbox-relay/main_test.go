@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/paragon-outbox/outbox-relay/internal/buildinfo"
+	"github.com/paragon-outbox/outbox-relay/internal/config"
 	"github.com/paragon-outbox/outbox-relay/internal/paragon"
 	"github.com/paragon-outbox/outbox-relay/internal/paragonlocal"
 	"github.com/paragon-outbox/outbox-relay/internal/pgutil"
@@ -371,5 +372,44 @@ func TestVersionCommand(t *testing.T) {
 	}
 	if _, stdout, _ := runCmd(t, "help"); !strings.Contains(stdout, "\n  version ") {
 		t.Errorf("help does not list version:\n%s", stdout)
+	}
+}
+
+// TestPasswordFragmentsNeverPrinted: a password with an unescaped '@' makes
+// pgx read its tail as the host, and the driver's error then quoted it
+// ("lookup Secret@127.0.0.1: no such host"); a backslash-escaped space in a
+// key=value password cut the masking short ("password=xxxxx oPart"). Neither
+// part of either password may appear in the output of status or doctor.
+func TestPasswordFragmentsNeverPrinted(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close() // a closed port: nothing answers
+	for _, tc := range []struct {
+		url     string
+		secrets []string
+	}{
+		{fmt.Sprintf("postgres://relay:Hunter2@Secret@127.0.0.1:%d/app?sslmode=disable", port), []string{"Hunter2", "Secret"}},
+		{"postgres://relay:Hunter2@Secret@127.0.0.1:5432/app?sslmode=disable", []string{"Hunter2", "Secret"}},
+		{fmt.Sprintf(`host=127.0.0.1 port=%d user=relay password=WrongTw\ oPart dbname=app sslmode=disable`, port), []string{"WrongTw", "oPart"}},
+	} {
+		for _, cmd := range []string{"status", "doctor"} {
+			clearEnv(t)
+			t.Setenv("DATABASE_URL", tc.url)
+			code, stdout, stderr := runCmd(t, cmd)
+			if code == 0 {
+				t.Errorf("%s with %s: exit 0", cmd, config.RedactURL(tc.url))
+			}
+			for _, sec := range tc.secrets {
+				if strings.Contains(stdout+stderr, sec) {
+					t.Errorf("%s prints %q:\n%s%s", cmd, sec, stdout, stderr)
+				}
+			}
+			if !strings.Contains(stdout+stderr, "DATABASE_URL") && !strings.Contains(stdout+stderr, "database") {
+				t.Errorf("%s: the error does not name the database:\n%s%s", cmd, stdout, stderr)
+			}
+		}
 	}
 }

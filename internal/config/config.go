@@ -460,8 +460,9 @@ var (
 	queryPassword = regexp.MustCompile(`(?i)([?&][^=&?]*password=)[^&]*`)
 	// password=… in key=value form: spaces around '=' allowed, the value
 	// single-quoted (with backslash escapes, possibly unterminated) or up
-	// to the next whitespace, as libpq reads it.
-	kvPassword = regexp.MustCompile(`(?i)(\b\w*password)\s*=\s*('(?:[^'\\]|\\.)*'?|\S*)`)
+	// to the next unescaped whitespace, a backslash escaping the character
+	// after it, as libpq reads it.
+	kvPassword = regexp.MustCompile(`(?is)(\b\w*password)\s*=\s*('(?:[^'\\]|\\.)*'?|(?:\\.|[^\s\\])*\\?)`)
 )
 
 // passwordSpans returns the byte ranges of s that RedactURL masks, located

@@ -651,6 +651,13 @@ func TestRedactURL(t *testing.T) {
 		{"host=db password=a://hunter2 port=5432", "host=db password=xxxxx port=5432"},
 		{"host=db PASSWORD=hunter2", "host=db PASSWORD=xxxxx"},
 		{"host=db password=", "host=db password=xxxxx"},
+		// A backslash-escaped space does not end a key=value password.
+		{`host=db password=hunter\ 2x dbname=app`, "host=db password=xxxxx dbname=app"},
+		{`host=db password=hunter\\ dbname=app`, "host=db password=xxxxx dbname=app"},
+		{`password=hunter2\`, "password=xxxxx"},
+		// An unescaped '@' in a URL password: the userinfo ends at the last '@'.
+		{"postgres://relay:Hunter2@hunter2@127.0.0.1:5432/app?sslmode=disable", "postgres://relay:xxxxx@127.0.0.1:5432/app?sslmode=disable"},
+		{"postgres://relay:hunter2@db1:5432,db2:5433/app", "postgres://relay:xxxxx@db1:5432,db2:5433/app"},
 	} {
 		got := config.RedactURL(tc.in)
 		if got != tc.want {
@@ -659,6 +666,78 @@ func TestRedactURL(t *testing.T) {
 		if strings.Contains(got, "hunter") || strings.Contains(got, "ter2") {
 			t.Errorf("RedactURL(%q) = %q shows the password", tc.in, got)
 		}
+	}
+}
+
+// TestRedactText: error and log text that quotes the connection string or
+// fragments of its password (the driver's own messages do) comes out with
+// every fragment masked, for both forms of connection string.
+func TestRedactText(t *testing.T) {
+	for _, tc := range []struct {
+		name, conn, text string
+		secrets          []string // none may remain
+		keep             []string // what must remain
+	}{
+		{"unescaped @ in a URL password: pgx's lookup error",
+			"postgres://relay:Hunter2@Secret@127.0.0.1:5432/app?sslmode=disable",
+			"failed to connect to `user=relay database=app`: hostname resolving error: lookup Secret@127.0.0.1: no such host",
+			[]string{"Hunter2", "Secret"}, []string{"lookup xxxxx@127.0.0.1: no such host", "user=relay"}},
+		{"key=value with a backslash-escaped space",
+			`host=127.0.0.1 user=relay password=WrongTw\ oPart dbname=app`,
+			`cannot parse "host=127.0.0.1 user=relay password=WrongTw\ oPart dbname=app": password WrongTw oPart; near oPart`,
+			[]string{"WrongTw", "oPart"}, []string{"host=127.0.0.1", "dbname=app"}},
+		{"plain URL echoed whole",
+			"postgres://alice:hunter2@db:5432/app",
+			"dial postgres://alice:hunter2@db:5432/app: refused (password hunter2)",
+			[]string{"hunter2"}, []string{"postgres://alice:xxxxx@db:5432/app", "refused"}},
+		{"percent-encoded @",
+			"postgres://alice:Hunter2%40Secret@db/app",
+			"auth failed for Hunter2@Secret and Hunter2%40Secret",
+			[]string{"Hunter2", "Secret"}, []string{"auth failed for"}},
+		{"?password= in the query",
+			"postgres://db/app?user=alice&password=Hunter2:Secret&sslmode=disable",
+			"server said: Hunter2 / Secret / Hunter2:Secret",
+			[]string{"Hunter2", "Secret"}, []string{"server said"}},
+		{"quoted key=value",
+			"host=db user=alice password='Hunter2 it\\'s Secret' dbname=app",
+			"bad password Hunter2 it's Secret, \"Hunter2\"",
+			[]string{"Hunter2", "Secret"}, []string{"bad password"}},
+		{"spaces around = (PGPASSWORD-like)",
+			"host=db user=alice password = Hunter2x dbname=app",
+			"password = Hunter2x was refused",
+			[]string{"Hunter2x"}, []string{"was refused"}},
+		{"multi-host URL",
+			"postgres://relay:Hunter2@Secret@db1:5432,db2:5433/app",
+			"lookup Secret@db1: no such host; db2: Hunter2 refused",
+			[]string{"Hunter2", "Secret"}, []string{"db1", "db2"}},
+		{"no password: text unchanged",
+			"postgres://relay@db/app",
+			"lookup db: no such host",
+			nil, []string{"lookup db: no such host"}},
+	} {
+		got := config.RedactText(tc.text, tc.conn)
+		for _, sec := range tc.secrets {
+			if strings.Contains(got, sec) {
+				t.Errorf("%s: %q shows %q", tc.name, got, sec)
+			}
+		}
+		for _, k := range tc.keep {
+			if !strings.Contains(got, k) {
+				t.Errorf("%s: %q lost %q", tc.name, got, k)
+			}
+		}
+		if r := config.RedactURL(tc.conn); strings.Contains(r, "Hunter2") || strings.Contains(r, "Secret") || strings.Contains(r, "oPart") {
+			t.Errorf("%s: RedactURL = %q", tc.name, r)
+		}
+	}
+	// RedactError keeps the chain for errors.Is and masks the message.
+	cause := errors.New("lookup Secret@127.0.0.1: no such host")
+	err := config.RedactError(fmt.Errorf("DATABASE_URL: %w", cause), "postgres://relay:Hunter2@Secret@127.0.0.1/app")
+	if !errors.Is(err, cause) || strings.Contains(err.Error(), "Secret") {
+		t.Errorf("RedactError: %q (errors.Is %v)", err, errors.Is(err, cause))
+	}
+	if config.RedactError(nil, "x") != nil {
+		t.Error("RedactError(nil) is not nil")
 	}
 }
 

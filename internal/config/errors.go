@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/url"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -116,30 +117,111 @@ func DatabaseURLError(connString string, err error) *FieldError {
 
 var sslmodeRE = regexp.MustCompile(`(?i)\bsslmode\s*=\s*([^&\s]*)`)
 
-// scrubPasswords masks in text every password that connString may hold
-// (pgx's causes can quote the URL, e.g. a *url.Error), and the connection
-// string itself.
-func scrubPasswords(text, connString string) string {
+// scrubPasswords is RedactText.
+func scrubPasswords(text, connString string) string { return RedactText(text, connString) }
+
+// RedactText masks in text (an error message or log line) everything of
+// connString's passwords that it may quote: the connection string itself
+// (shown as RedactURL of it), each password as written, percent-decoded,
+// unescaped (key=value backslashes) and Go-quoted, and each piece of it
+// between '@', ':', '/', whitespace or backslash that is at least 3
+// characters long, each replaced by "xxxxx". The pieces are there because
+// the driver's own messages can quote a fragment: with an unescaped '@' in
+// the password, pgx reads the rest as the host and says "lookup
+// Secret@127.0.0.1: no such host". It errs on the side of hiding too much.
+func RedactText(text, connString string) string {
+	if connString == "" {
+		return text
+	}
 	text = strings.ReplaceAll(text, connString, RedactURL(connString))
-	for _, pw := range passwordsIn(connString) {
-		if len(pw) == 0 {
-			continue
-		}
-		for _, form := range []string{pw, strconv.Quote(pw)[1 : len(strconv.Quote(pw))-1]} {
-			text = strings.ReplaceAll(text, form, "xxxxx")
-		}
+	for _, f := range passwordFragments(connString) {
+		text = strings.ReplaceAll(text, f, "xxxxx")
 	}
 	return text
 }
 
-// passwordsIn returns the substrings RedactURL masks in s, and their
-// percent-decoded forms.
+// RedactError is err with its message through RedactText, for errors that
+// may quote connString (a driver's connect error, wrapped or not). errors.Is
+// and errors.As still see err. nil stays nil; an error without a password
+// fragment is returned as it is.
+func RedactError(err error, connString string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if red := RedactText(msg, connString); red != msg {
+		return &redactedError{msg: red, err: err}
+	}
+	return err
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// passwordFragments returns what RedactText masks, longest first.
+func passwordFragments(connString string) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(f string) {
+		if f != "" && !seen[f] && f != "xxxxx" {
+			seen[f] = true
+			out = append(out, f)
+		}
+	}
+	for _, pw := range passwordsIn(connString) {
+		for _, form := range []string{pw, kvUnescape(pw)} {
+			add(form)
+			add(strconv.Quote(form)[1 : len(strconv.Quote(form))-1])
+			for _, piece := range strings.FieldsFunc(form, func(r rune) bool {
+				return r == '@' || r == ':' || r == '/' || r == '\\' || r == ' ' || r == '\t' || r == '\n' || r == '\r'
+			}) {
+				if len(piece) >= 3 {
+					add(piece)
+				}
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+// kvUnescape drops the backslash of each backslash escape (libpq's
+// key=value quoting).
+func kvUnescape(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// passwordsIn returns the substrings RedactURL masks in s (without the
+// quotes of a quoted key=value password), and their percent-decoded forms.
 func passwordsIn(s string) []string {
 	var out []string
 	for _, sp := range passwordSpans(s) {
-		pw := strings.Trim(s[sp[0]:sp[1]], "'")
+		pw := s[sp[0]:sp[1]]
+		if len(pw) >= 2 && pw[0] == '\'' && pw[len(pw)-1] == '\'' {
+			pw = pw[1 : len(pw)-1]
+		} else {
+			pw = strings.TrimPrefix(pw, "'")
+		}
 		out = append(out, pw)
 		if d, err := url.PathUnescape(pw); err == nil && d != pw {
+			out = append(out, d)
+		}
+		if d, err := url.QueryUnescape(pw); err == nil && d != pw {
 			out = append(out, d)
 		}
 	}

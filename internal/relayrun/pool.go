@@ -35,13 +35,16 @@ func openPoolWith(ctx context.Context, cfg config.Config, o pgutil.PoolOptions) 
 	// that sets jit itself wins.
 	pool, err := pgutil.NewPool(ctx, cfg.DatabaseURL, o)
 	if err != nil {
-		return nil, fmt.Errorf("DATABASE_URL (%s): %w", config.RedactURL(cfg.DatabaseURL), err)
+		return nil, config.RedactError(fmt.Errorf("DATABASE_URL (%s): %w", config.RedactURL(cfg.DatabaseURL), err), cfg.DatabaseURL)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("cannot reach the database at DATABASE_URL (%s): %w", config.RedactURL(cfg.DatabaseURL), pgutil.Explain(err))
+		// The driver's message can quote fragments of the password (an
+		// unescaped '@' in it makes pgx read the rest as the host):
+		// RedactError masks them.
+		return nil, config.RedactError(fmt.Errorf("cannot reach the database at DATABASE_URL (%s): %w", config.RedactURL(cfg.DatabaseURL), pgutil.Explain(err)), cfg.DatabaseURL)
 	}
 	return pool, nil
 }
