@@ -270,7 +270,9 @@ func TestParagonLocalCommand(t *testing.T) {
 	if res := send(`{"title":"fine"}`); res.Outcome != paragon.Delivered || res.Status != 201 {
 		t.Fatalf("good event: %+v", res)
 	}
-	if res := send(`{"title":"poison"}`); res.Outcome != paragon.Rejected || res.Status != 422 {
+	// The error says what matched, not an internal name.
+	if res := send(`{"title":"poison"}`); res.Outcome != paragon.Rejected || res.Status != 422 ||
+		res.Err == nil || !strings.Contains(res.Err.Error(), `rejected: payload matches -reject-match \"poison\"`) || strings.Contains(res.Err.Error(), "RejectFunc") {
 		t.Fatalf("matching event: %+v", res)
 	}
 }

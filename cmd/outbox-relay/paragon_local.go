@@ -93,11 +93,14 @@ func runParagonLocal(ctx context.Context, args []string, stdout, stderr io.Write
 		if rejectStatus < 400 || rejectStatus > 599 {
 			return fmt.Errorf("%w: -reject-status %d is not a 4xx or 5xx status", errUsage, rejectStatus)
 		}
-		srv.SetRejectFunc(func(name, sub string, payload json.RawMessage) int {
-			if (rejectMatch != "" && bytes.Contains(payload, []byte(rejectMatch))) || (rejectShare > 0 && rand.Float64() < rejectShare) {
-				return rejectStatus
+		srv.SetRejectReasonFunc(func(name, sub string, payload json.RawMessage) (int, string) {
+			if rejectMatch != "" && bytes.Contains(payload, []byte(rejectMatch)) {
+				return rejectStatus, fmt.Sprintf("payload matches -reject-match %q", rejectMatch)
 			}
-			return 0
+			if rejectShare > 0 && rand.Float64() < rejectShare {
+				return rejectStatus, fmt.Sprintf("drawn by -reject-share %g", rejectShare)
+			}
+			return 0, ""
 		})
 	}
 	fmt.Fprintf(stderr, "local Paragon endpoint for project %q on http://%s (POST /projects/%s/sdk/events/trigger)\n", project, addr, project)

@@ -27,6 +27,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -187,8 +188,12 @@ type Server struct {
 }
 
 type rejectHolder struct {
-	fn func(name, sub string, payload json.RawMessage) int
+	fn func(name, sub string, payload json.RawMessage) (status int, reason string)
 }
+
+// rejectedDefault is the error text of a rejection whose function gave no
+// reason (SetRejectFunc).
+const rejectedDefault = "rejected by this local endpoint's reject rule"
 
 type waiter struct {
 	n  int
@@ -249,7 +254,21 @@ func New(cfg Config) (*Server, error) {
 // called concurrently. payload is a per-request copy of the raw bytes, which is
 // also what gets recorded: fn may keep it but must not modify it. nil removes
 // the function.
+// The answer's error says only "rejected by this local endpoint's reject
+// rule"; SetRejectReasonFunc says why.
 func (s *Server) SetRejectFunc(fn func(name, sub string, payload json.RawMessage) int) {
+	if fn == nil {
+		s.reject.Store(nil)
+		return
+	}
+	s.reject.Store(&rejectHolder{fn: func(name, sub string, payload json.RawMessage) (int, string) { return fn(name, sub, payload), "" }})
+}
+
+// SetRejectReasonFunc is SetRejectFunc whose fn also says why it rejects:
+// a non-empty reason becomes the answer's error, prefixed with "rejected: "
+// (e.g. `rejected: payload matches -reject-match "REJECTME"`), which a
+// relay records in last_error. nil removes the function.
+func (s *Server) SetRejectReasonFunc(fn func(name, sub string, payload json.RawMessage) (status int, reason string)) {
 	if fn == nil {
 		s.reject.Store(nil)
 		return
@@ -408,12 +427,12 @@ func (s *Server) serveTrigger(w http.ResponseWriter, r *http.Request) {
 		payload = payloadRaw // a copy of the request's bytes, made by json.Unmarshal
 	}
 	if rh != nil {
-		if code := rh.fn(name, sub, payload); code != 0 {
+		if code, reason := rh.fn(name, sub, payload); code != 0 {
 			if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
 				// Like injected 429s, carry the configured Retry-After.
 				w.Header()["Retry-After"] = s.faults.Load().retryAfter
 			}
-			s.rejectedByFunc(w, code)
+			s.rejectedByFunc(w, code, reason)
 			return
 		}
 	}
@@ -521,20 +540,24 @@ func members(obj []byte, k1, k2 string) (v1, v2 json.RawMessage) {
 	return m[k1], m[k2]
 }
 
-func (s *Server) rejectedByFunc(w http.ResponseWriter, code int) {
+func (s *Server) rejectedByFunc(w http.ResponseWriter, code int, reason string) {
+	msg := rejectedDefault
+	if reason != "" {
+		msg = "rejected: " + reason
+	}
 	switch {
 	case code == http.StatusUnauthorized:
 		s.st.rej401.Add(1)
-		writeError(w, code, "rejected by RejectFunc")
+		writeError(w, code, msg)
 	case code >= 400 && code <= 499:
 		s.st.rej4xx.Add(1)
-		writeError(w, code, "rejected by RejectFunc")
+		writeError(w, code, msg)
 	case code >= 500 && code <= 599:
 		s.st.rej5xx.Add(1)
-		writeError(w, code, "rejected by RejectFunc")
+		writeError(w, code, msg)
 	default:
 		s.st.rej5xx.Add(1)
-		writeError(w, http.StatusInternalServerError, "RejectFunc returned a status outside 400-599")
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("the reject rule gave status %d, outside 400-599", code))
 	}
 }
 

@@ -659,7 +659,9 @@ func TestRejectFunc(t *testing.T) {
 	})
 	r := f.post(t, f.tok, `{"name":"Lead Created","payload":{"eventId":"poison"}}`)
 	wantStatus(t, r, http.StatusUnprocessableEntity)
-	errorOf(t, r)
+	if e := errorOf(t, r); e != "rejected by this local endpoint's reject rule" {
+		t.Errorf("error %q", e)
+	}
 	wantStatus(t, f.post(t, f.tok, leadBody), http.StatusCreated)
 	if f.s.Count() != 1 || f.s.Received()[0].EventID != "e-1" {
 		t.Errorf("Count %d", f.s.Count())
@@ -673,6 +675,18 @@ func TestRejectFunc(t *testing.T) {
 	f.s.SetRejectFunc(func(string, string, json.RawMessage) int { return 302 })
 	wantStatus(t, f.post(t, f.tok, leadBody), http.StatusInternalServerError)
 	f.s.SetRejectFunc(nil)
+	wantStatus(t, f.post(t, f.tok, leadBody), http.StatusCreated)
+
+	// SetRejectReasonFunc: the reason is the error.
+	f.s.SetRejectReasonFunc(func(string, string, json.RawMessage) (int, string) {
+		return http.StatusBadRequest, "field email is missing"
+	})
+	r = f.post(t, f.tok, leadBody)
+	wantStatus(t, r, http.StatusBadRequest)
+	if e := errorOf(t, r); e != "rejected: field email is missing" {
+		t.Errorf("error %q", e)
+	}
+	f.s.SetRejectReasonFunc(nil)
 	wantStatus(t, f.post(t, f.tok, leadBody), http.StatusCreated)
 }
 
