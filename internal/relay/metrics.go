@@ -41,6 +41,14 @@ type Metrics struct {
 	// dead (their later events wait); OldestBlockedKeySeconds is the age of
 	// the oldest such dead event, 0 when none.
 	BlockedKeys, OldestBlockedKeySeconds prometheus.Gauge
+	// XminHorizonAgeSeconds is how long the oldest transaction holding back
+	// this database's xmin horizon has been open (0: none with a start
+	// time); XminHorizonXIDAge is the age in transactions of the oldest
+	// xmin held (0: none). Set by the Horizon service.
+	XminHorizonAgeSeconds, XminHorizonXIDAge prometheus.Gauge
+	// DeadTuples are dead row versions by outbox table (label table), from
+	// pg_stat_user_tables; set by the Horizon service.
+	DeadTuples *prometheus.GaugeVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (which may
@@ -79,11 +87,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Ordering keys whose first undelivered event is dead: their later events wait (re-drive or skip the head)."}),
 		OldestBlockedKeySeconds: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_relay_oldest_blocked_key_age_seconds",
 			Help: "Age of the oldest dead event that blocks its ordering key; 0 when none."}),
+		XminHorizonAgeSeconds: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_relay_xmin_horizon_age_seconds",
+			Help: "How long the oldest transaction holding back this database's xmin horizon has been open (0: none with a start time)."}),
+		XminHorizonXIDAge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_relay_xmin_horizon_xid_age",
+			Help: "Age in transactions of the oldest xmin held (session, prepared transaction, replication slot or hot_standby_feedback); 0: none."}),
+		DeadTuples: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outbox_relay_dead_tuples",
+			Help: "Dead row versions in the outbox tables (pg_stat_user_tables.n_dead_tup)."}, []string{"table"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Attempts, m.AttemptSeconds, m.ClaimBatch, m.Released, m.Rescued, m.LostLeases, m.Unrecorded,
 			m.DBErrors, m.Breaker, m.BreakerTrips, m.RateLimitWaitSeconds, m.Pending, m.InFlight, m.Dead, m.OldestPendingSeconds,
-			m.BlockedKeys, m.OldestBlockedKeySeconds)
+			m.BlockedKeys, m.OldestBlockedKeySeconds, m.XminHorizonAgeSeconds, m.XminHorizonXIDAge, m.DeadTuples)
 	}
 	return m
 }

@@ -3,7 +3,8 @@
 // loads the signing key, and builds the Paragon token source and client,
 // the relay's metrics, the relay itself (pipeline, circuit breaker, rate
 // limiter, lease extender, rescuer, gauges) and the services that run beside
-// it (the retention purger, the heartbeat in outbox_relays). `outbox-relay relay`, the demo, the benchmarks
+// it (the retention purger, the xmin-horizon gauges, the permanent-failure
+// watcher, the heartbeat in outbox_relays). `outbox-relay relay`, the demo, the benchmarks
 // and tests all start relays through New, so there is one wiring.
 //
 // It owns no delivery logic (package relay) and no SQL (packages outbox and
@@ -74,8 +75,9 @@ type Relay struct {
 	Client  *paragon.Client
 	Metrics *relay.Metrics
 	// Services run beside the relay: started after it by Start, stopped
-	// after it by Stop. New adds the purger when retention is on, and the
-	// heartbeat.
+	// after it by Stop. New adds the purger when retention is on, the
+	// horizon gauges (relay.Horizon), the permanent-failure watcher
+	// (relay.PermanentWatch) and the heartbeat.
 	Services []startstop.Service
 }
 
@@ -142,11 +144,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 	rr := &Relay{Relay: r, ID: id, Pool: pool, Store: store, Client: client, Metrics: metrics}
 	// Services beside the relay; add new ones here.
-	if cfg.PurgeInterval > 0 && (cfg.RetainDelivered > 0 || cfg.RetainDead > 0) {
+	if purging(cfg) {
 		rr.Services = append(rr.Services, relay.NewPurger(pool, relay.PurgerConfig{
 			RetainDelivered: cfg.RetainDelivered, RetainDead: cfg.RetainDead, Interval: cfg.PurgeInterval, Metrics: metrics,
 		}, log))
 	}
+	rr.Services = append(rr.Services,
+		relay.NewHorizon(pool, relay.HorizonConfig{Metrics: metrics}, log),
+		relay.NewPermanentWatch(pool, relay.PermanentWatchConfig{}, log))
 	hb, err := heartbeat.New(pool, heartbeat.Config{RelayID: id, Health: r.Health}, log)
 	if err != nil {
 		pool.Close()
@@ -217,7 +222,7 @@ func startupChecks(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, l
 			if err := migrate.Check(ctx, pool); err != nil {
 				return 0, pgutil.Explain(err)
 			}
-			if err := checkPrivileges(ctx, pool); err != nil {
+			if err := checkPrivileges(ctx, pool, relayStatements(cfg)); err != nil {
 				return 0, err
 			}
 			return payloadLimit(ctx, pool, cfg.MaxPayloadBytes, log)
@@ -233,17 +238,42 @@ func startupChecks(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, l
 	}
 }
 
-// checkPrivileges EXPLAINs (without running) every statement the relay runs,
-// which checks the role's privileges on every table and column they touch:
-// a role without them is told at start-up, not at the first claim.
-func checkPrivileges(ctx context.Context, pool *pgxpool.Pool) error {
+// relayStatements lists every statement a relay built by New runs with cfg:
+// the Store's (outbox.Statements: claim, record, leases, gauges, ordering),
+// the payload limit read at start-up, the heartbeat's, and the purger's when
+// retention is on. A permanent error in any of them makes /readyz fail
+// (pgutil.PermanentFailure), so each is checked at start-up. The xmin
+// horizon's is not: reading it is optional (pgutil.Optional), a role
+// without EXECUTE on outbox_xmin_horizon() only loses those gauges.
+func relayStatements(cfg config.Config) []outbox.Statement {
+	st := append(outbox.Statements(),
+		outbox.Statement{Name: "max_payload_bytes", SQL: dbsqlc.MaxPayloadBytes},
+		outbox.Statement{Name: "heartbeat_upsert", SQL: dbsqlc.HeartbeatUpsert},
+		outbox.Statement{Name: "heartbeat_mark_stopped", SQL: dbsqlc.HeartbeatMarkStopped},
+		outbox.Statement{Name: "heartbeat_prune", SQL: dbsqlc.HeartbeatPrune})
+	if purging(cfg) {
+		st = append(st,
+			outbox.Statement{Name: "purge_delivered", SQL: dbsqlc.PurgeDelivered},
+			outbox.Statement{Name: "purge_dead", SQL: dbsqlc.PurgeDead})
+	}
+	return st
+}
+
+// purging says whether New runs the retention purger for cfg.
+func purging(cfg config.Config) bool {
+	return cfg.PurgeInterval > 0 && (cfg.RetainDelivered > 0 || cfg.RetainDead > 0)
+}
+
+// checkPrivileges EXPLAINs (without running) each of statements, which
+// checks the role's privileges on every table and column they touch: a role
+// without them is told at start-up, not at the first claim.
+func checkPrivileges(ctx context.Context, pool *pgxpool.Pool, statements []outbox.Statement) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Release()
-	// outbox.Statements: every statement the relay runs (sql/queries).
-	for _, st := range outbox.Statements() {
+	for _, st := range statements {
 		name := st.Name
 		sd, err := conn.Conn().Prepare(ctx, "", "EXPLAIN "+st.SQL)
 		if err == nil {
