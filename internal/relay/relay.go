@@ -10,7 +10,8 @@
 // (rate-limited error logs, the retryable-failure summary), and one file per
 // maintenance service, each a startstop.Service with its own Config that
 // runs alone: lease_extender.go, rescuer.go, promoter.go, gauges.go,
-// purger.go. SQL lives
+// purger.go, horizon.go (xmin-horizon gauges), permanent_watch.go (logs a
+// permanent database failure). SQL lives
 // in package outbox (and operator for the purge), HTTP in package paragon,
 // and the wiring from configuration to a running relay in package relayrun.
 package relay
