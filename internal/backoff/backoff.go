@@ -45,3 +45,27 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
+
+// PaceFactor and PaceCap shape Paced: a periodic statement waits at least
+// PaceFactor times its own duration before it runs again (it takes at most
+// 1/(PaceFactor+1), about 2 %, of a connection's time), and never more than
+// PaceCap times its nominal interval.
+const (
+	PaceFactor = 50
+	PaceCap    = 10
+)
+
+// Paced returns how long to wait before running again a periodic task whose
+// nominal interval is interval and whose last run took took:
+// interval, stretched to PaceFactor × took when that is longer, capped at
+// PaceCap × interval. A task whose cost grows for a reason outside the
+// relay's control (dead index entries a long transaction keeps alive: the
+// claim's re-check without a low-water mark, the backlog gauges, the rescue
+// and purge scans) then runs less often instead of taking more of the
+// database. A non-positive interval is returned as is.
+func Paced(interval, took time.Duration) time.Duration {
+	if interval <= 0 {
+		return interval
+	}
+	return min(max(interval, PaceFactor*took), PaceCap*interval)
+}

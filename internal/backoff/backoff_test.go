@@ -40,3 +40,19 @@ func TestSleepEndsWithItsContext(t *testing.T) {
 		t.Fatal("Sleep with a live context reported cancellation")
 	}
 }
+
+func TestPacedStretchesTheIntervalWithTheTaskUpToTheCap(t *testing.T) {
+	for _, c := range []struct {
+		interval, took, want time.Duration
+	}{
+		{10 * time.Second, 10 * time.Millisecond, 10 * time.Second},  // cheap: the nominal interval
+		{10 * time.Second, 400 * time.Millisecond, 20 * time.Second}, // 50 × 400 ms
+		{10 * time.Second, 5 * time.Second, 100 * time.Second},       // capped at 10 × the interval
+		{2 * time.Second, 0, 2 * time.Second},
+		{0, time.Second, 0},
+	} {
+		if got := backoff.Paced(c.interval, c.took); got != c.want {
+			t.Errorf("Paced(%s, %s) = %s, want %s", c.interval, c.took, got, c.want)
+		}
+	}
+}

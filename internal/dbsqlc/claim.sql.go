@@ -11,23 +11,32 @@ import (
 )
 
 const Claim = `-- name: Claim :many
-WITH RECURSIVE users (user_id, n) AS (
+WITH RECURSIVE backlog AS MATERIALIZED (
+  SELECT count(*) AS due
+  FROM (SELECT 1
+        FROM outbox
+        WHERE status = 'pending' AND next_attempt_at <= now()
+          AND next_attempt_at >= coalesce($3::timestamptz, '-infinity')
+        LIMIT $4::int + 1) AS d
+),
+users (user_id, n) AS (
   (SELECT user_id, 1
    FROM outbox
-   WHERE status = 'pending' AND user_id > $3::text AND next_attempt_at <= now()
-     AND next_attempt_at >= coalesce($4::timestamptz, '-infinity')
+   WHERE status = 'pending' AND user_id > $5::text AND next_attempt_at <= now()
+     AND next_attempt_at >= coalesce($3::timestamptz, '-infinity')
+     AND (SELECT due FROM backlog) > $4::int
    ORDER BY user_id
    LIMIT 1)
   UNION ALL
   SELECT (SELECT o.user_id
           FROM outbox AS o
           WHERE o.status = 'pending' AND o.user_id > u.user_id AND o.next_attempt_at <= now()
-            AND o.next_attempt_at >= coalesce($4::timestamptz, '-infinity')
+            AND o.next_attempt_at >= coalesce($3::timestamptz, '-infinity')
           ORDER BY o.user_id
           LIMIT 1),
          u.n + 1
   FROM users AS u
-  WHERE u.user_id IS NOT NULL AND u.n < $5::int
+  WHERE u.user_id IS NOT NULL AND u.n < $6::int
 ),
 fair AS MATERIALIZED (
   SELECT c.id
@@ -36,30 +45,30 @@ fair AS MATERIALIZED (
     SELECT o.id
     FROM outbox AS o
     WHERE o.status = 'pending' AND o.user_id = u.user_id AND o.next_attempt_at <= now()
-      AND o.next_attempt_at >= coalesce($4::timestamptz, '-infinity')
+      AND o.next_attempt_at >= coalesce($3::timestamptz, '-infinity')
       AND (o.ordering_key IS NULL OR NOT EXISTS (
              SELECT 1 FROM outbox AS e
              WHERE e.ordering_key = o.ordering_key AND e.id < o.id
                AND e.status IN ('waiting', 'pending', 'in_flight', 'dead')))
     ORDER BY o.next_attempt_at, o.id
-    LIMIT $6::int
+    LIMIT $7::int
     FOR UPDATE SKIP LOCKED
   ) AS c
   WHERE u.user_id IS NOT NULL
-  LIMIT $7::int
+  LIMIT $4::int
 ),
 fill AS MATERIALIZED (
   SELECT id
   FROM outbox
   WHERE status = 'pending' AND next_attempt_at <= now()
-    AND next_attempt_at >= coalesce($4::timestamptz, '-infinity')
+    AND next_attempt_at >= coalesce($3::timestamptz, '-infinity')
     AND id <> ALL (ARRAY(SELECT id FROM fair))
     AND (ordering_key IS NULL OR NOT EXISTS (
            SELECT 1 FROM outbox AS e
            WHERE e.ordering_key = outbox.ordering_key AND e.id < outbox.id
              AND e.status IN ('waiting', 'pending', 'in_flight', 'dead')))
   ORDER BY next_attempt_at, id
-  LIMIT greatest($7::int - (SELECT count(*) FROM fair), 0)
+  LIMIT greatest($4::int - (SELECT count(*) FROM fair), 0)
   FOR UPDATE SKIP LOCKED
 )
 UPDATE outbox AS o
@@ -76,11 +85,11 @@ RETURNING o.id, o.event_id::text AS event_id, o.event_name, o.user_id, o.payload
 type ClaimParams struct {
 	RelayID    string
 	LeaseMs    int64
-	UserCursor string
 	LowWater   *time.Time
+	MaxRows    int32
+	UserCursor string
 	MaxUsers   int32
 	PerUser    int32
-	MaxRows    int32
 }
 
 type ClaimRow struct {
@@ -115,6 +124,12 @@ type ClaimRow struct {
 // events gets a share of each claim until the round-robin reaches it.
 //
 // Why this shape:
+//   - backlog counts the due rows, up to @max_rows + 1 (a range scan of
+//     outbox_pending_due). When they fit in one batch the fill pass takes
+//     them all and the fair pass has nothing to share out, so it is skipped:
+//     the steady state (the relay keeping up) never runs the skip scan below,
+//     whose cost grows with the dead entries each user's pending range holds
+//     while a long transaction holds the xmin horizon (see "Low-water mark").
 //   - users is a recursive skip scan over outbox_pending_user: one index
 //     descent per user, however many events each has.
 //   - The CTEs are MATERIALIZED so each locking subquery runs exactly once.
@@ -162,18 +177,24 @@ type ClaimRow struct {
 // index tuple alone, without a heap fetch. Rows that can appear behind the
 // mark (a lead whose transaction began before the mark and committed after
 // it, a row released by another relay, a keyed row whose predecessor was
-// delivered meanwhile, a claim that rolled back) are found by the periodic
-// claim without a mark (NULL; Store.RecheckInterval, default 2 s), so
-// nothing is skipped for longer than that.
+// delivered meanwhile, a claim that rolled back) are found by the re-check
+// (pending_behind_mark.sql, every Store.RecheckInterval, default 2 s, on
+// its own connection: relay.Rechecker), which lowers the mark to the
+// oldest of them, so nothing is skipped for longer than that. While a
+// long transaction holds the horizon the re-check walks the dead entries
+// the mark lets the claim skip, and is paced to at most ~2 % of its
+// connection's time (backoff.Paced: 20 s apart at most), never delaying a
+// claim. A claim without a mark (NULL: after a start or a release) reads
+// from the front.
 func (q *Queries) Claim(ctx context.Context, arg ClaimParams) ([]ClaimRow, error) {
 	rows, err := q.db.Query(ctx, Claim,
 		arg.RelayID,
 		arg.LeaseMs,
-		arg.UserCursor,
 		arg.LowWater,
+		arg.MaxRows,
+		arg.UserCursor,
 		arg.MaxUsers,
 		arg.PerUser,
-		arg.MaxRows,
 	)
 	if err != nil {
 		return nil, err

@@ -11,12 +11,14 @@ package outbox
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paragon-outbox/outbox-relay/internal/dbsqlc"
@@ -98,10 +100,14 @@ type Store struct {
 	// pass; default 100. FairPerUser is the most events it takes from each;
 	// default 10. See sql/queries/claim.sql.
 	FairUsers, FairPerUser int
-	// RecheckInterval is how often a claim runs without the low-water mark
-	// (see sql/queries/claim.sql), finding rows that appeared behind it; default 2s.
-	// A row can wait this long beyond its due time in the rare cases listed
-	// there. Negative disables the mark (every claim scans from the front).
+	// RecheckInterval is how often the relay calls RecheckMark (the
+	// relay.Rechecker service), finding rows that appeared behind the
+	// low-water mark (see sql/queries/claim.sql); default 2s. A row can wait
+	// this long beyond its due time in the rare cases listed there; longer
+	// while a long transaction holds the xmin horizon, since a re-check
+	// that takes d is not repeated for backoff.Paced(RecheckInterval, d)
+	// (at least 50 × d, at most 10 × RecheckInterval). Negative disables the
+	// mark: every claim scans from the front.
 	RecheckInterval time.Duration
 	// MarkLag keeps the low-water mark this far behind the rows it was taken
 	// from; default 1s. A lead's next_attempt_at is its transaction's start,
@@ -110,10 +116,9 @@ type Store struct {
 	// The claim then reads at most MarkLag's worth of dead index entries.
 	MarkLag time.Duration
 
-	mu        sync.Mutex
-	cursor    string    // last user served by a fair pass; "" = start over
-	mark      time.Time // low-water mark of next_attempt_at; zero = none
-	lastCheck time.Time // last claim without a mark
+	mu     sync.Mutex
+	cursor string    // last user served by a fair pass; "" = start over
+	mark   time.Time // low-water mark of next_attempt_at; zero = none
 }
 
 // New returns a Store on pool.
@@ -166,6 +171,37 @@ func (s *Store) LowWaterMark() time.Time {
 	return s.mark
 }
 
+// RecheckMark looks for a due pending row behind the low-water mark
+// (sql/queries/pending_behind_mark.sql) and, when there is one, lowers the
+// mark to it so that the next claim takes it. It reports whether it lowered
+// the mark. It does nothing without a mark. It runs outside the claim loop
+// (relay.Rechecker), so its cost, which grows with the dead index entries a
+// long transaction keeps alive, never delays a claim.
+func (s *Store) RecheckMark(ctx context.Context) (lowered bool, err error) {
+	s.mu.Lock()
+	mark := s.mark
+	s.mu.Unlock()
+	if mark.IsZero() || s.RecheckInterval < 0 {
+		return false, nil
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	behind, err := s.q.PendingBehindMark(ctx, mark)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("re-check the low-water mark: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mark.IsZero() || !behind.Before(s.mark) {
+		return false, nil // reset or already lowered meanwhile
+	}
+	s.mark = behind
+	return true, nil
+}
+
 // Claim takes up to limit due pending events for relayID, marking them
 // in_flight with a lease of the given length and counting the attempt.
 // It returns at most limit events: a share for each of up to FairUsers
@@ -176,11 +212,9 @@ func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time
 	s.mu.Lock()
 	after := s.cursor
 	var mark *time.Time
-	if s.RecheckInterval >= 0 && !s.mark.IsZero() && time.Since(s.lastCheck) < s.RecheckInterval {
+	if s.RecheckInterval >= 0 && !s.mark.IsZero() {
 		m := s.mark
 		mark = &m
-	} else {
-		s.lastCheck = time.Now()
 	}
 	s.mu.Unlock()
 	leaseFrom := time.Now()
@@ -232,7 +266,7 @@ func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time
 	// The fill pass takes the oldest due unlocked rows, so every pending row
 	// left behind is at least as new as the oldest it took; when the claim
 	// took fewer than limit, it took every due row. (Bar the cases
-	// sql/queries/claim.sql lists, which the recheck finds.) The mark only moves
+	// sql/queries/claim.sql lists, which RecheckMark finds.) The mark only moves
 	// forward.
 	if len(evs) < limit && !newestDue.IsZero() {
 		// Every due unlocked pending row was claimed: what is left is newer
@@ -393,5 +427,6 @@ func Statements() []Statement {
 		{"gauges", dbsqlc.Gauges},
 		{"blocked_keys_count", dbsqlc.BlockedKeysCount},
 		{"promote_waiting", dbsqlc.PromoteWaiting},
+		{"pending_behind_mark", dbsqlc.PendingBehindMark},
 	}
 }

@@ -24,6 +24,15 @@ func seed(t *testing.T, db *testdb.Database, n int) {
 	}
 }
 
+// seedUsers inserts n leads owned by users Connected Users (usr_0 ...).
+func seedUsers(t *testing.T, db *testdb.Database, n, users int) {
+	t.Helper()
+	_, err := db.Pool.Exec(ctx, `INSERT INTO leads (owner_id, last_name) SELECT 'usr_' || (g % $2), 'L' || g FROM generate_series(1, $1) g`, n, users)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 type row struct {
 	Status, Owner string
 	Attempts      int32

@@ -98,7 +98,7 @@ func TestHotStatementPlansScaleWithTheBatch(t *testing.T) {
 	claimSQL := dbsqlc.Claim
 	claim := func(tx pgx.Tx, n int) (ids []int64, attempts []int32) {
 		t.Helper()
-		rows, err := tx.Query(ctx, claimSQL, relay, int64(60_000), "", nil, 100, 10, n)
+		rows, err := tx.Query(ctx, claimSQL, claimArgs(dbsqlc.ClaimParams{RelayID: relay, LeaseMs: 60_000, MaxUsers: 100, PerUser: 10, MaxRows: int32(n)})...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,7 +124,9 @@ func TestHotStatementPlansScaleWithTheBatch(t *testing.T) {
 		args func(tx pgx.Tx, n int) []any // claims its rows in tx first if needed
 	}
 	stmts := []statement{
-		{"claim", dbsqlc.Claim, func(tx pgx.Tx, n int) []any { return []any{relay, int64(60_000), "", nil, 100, 10, n} }},
+		{"claim", dbsqlc.Claim, func(tx pgx.Tx, n int) []any {
+			return claimArgs(dbsqlc.ClaimParams{RelayID: relay, LeaseMs: 60_000, MaxUsers: 100, PerUser: 10, MaxRows: int32(n)})
+		}},
 		{"record_results", dbsqlc.RecordResults, func(tx pgx.Tx, n int) []any {
 			ids, att := claim(tx, n)
 			outcomes, statuses, errs := make([]string, n), make([]int32, n), make([]string, n)
@@ -184,4 +186,11 @@ func TestHotStatementPlansScaleWithTheBatch(t *testing.T) {
 			}
 		}
 	}
+}
+
+// claimArgs lists p's fields in the order sqlc numbered the claim's
+// parameters ($1, $2, ...: the order internal/dbsqlc's Claim passes them),
+// for running dbsqlc.Claim under EXPLAIN.
+func claimArgs(p dbsqlc.ClaimParams) []any {
+	return []any{p.RelayID, p.LeaseMs, p.LowWater, p.MaxRows, p.UserCursor, p.MaxUsers, p.PerUser}
 }

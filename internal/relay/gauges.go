@@ -53,7 +53,7 @@ func (s *Gauges) Start(ctx context.Context) error {
 	}
 	go func() {
 		defer done()
-		every(ctx, s.cfg.Interval, true, func() { _ = s.runOnce(ctx) })
+		everyPaced(ctx, s.cfg.Interval, true, func() { _ = s.runOnce(ctx) })
 	}()
 	return nil
 }

@@ -90,23 +90,6 @@ func (s *LeaseExtender) runOnce(ctx context.Context) []int64 {
 	return ext
 }
 
-// every calls f every interval (and once at once if now) until ctx ends.
-func every(ctx context.Context, interval time.Duration, now bool, f func()) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	if now {
-		f()
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		f()
-	}
-}
-
 // serviceLogger names a maintenance service in its log lines.
 func serviceLogger(log *slog.Logger, component, relayID string) *slog.Logger {
 	if log == nil {

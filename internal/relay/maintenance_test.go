@@ -240,3 +240,44 @@ func TestPromoterAlone(t *testing.T) {
 		t.Fatalf("an event behind an undelivered one is %s, want waiting", st)
 	}
 }
+
+// TestRecheckerAlone: a due pending row behind the store's low-water mark
+// (here: one whose next_attempt_at is set back after the mark moved past it,
+// as a claim of another relay that rolled back leaves it) is found by the
+// rechecker, which lowers the mark, and the next claim takes it.
+func TestRecheckerAlone(t *testing.T) {
+	db := testdb.New(t)
+	ctx := context.Background()
+	store := outbox.New(db.Pool)
+	store.MarkLag = 0
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO leads (owner_id, last_name) SELECT 'usr_' || (g % 3), 'L' || g FROM generate_series(1, 5) g`); err != nil {
+		t.Fatal(err)
+	}
+	if evs, err := store.Claim(ctx, "relay", 500, time.Minute); err != nil || len(evs) != 5 {
+		t.Fatalf("claim: %d rows, %v", len(evs), err)
+	}
+	mark := store.LowWaterMark()
+	if mark.IsZero() {
+		t.Fatal("no low-water mark after a claim")
+	}
+	var behind int64
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO leads (owner_id, last_name) VALUES ('usr_behind', 'B') RETURNING id`).Scan(&behind); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `UPDATE outbox SET next_attempt_at = $1::timestamptz - interval '1 minute' WHERE lead_id = $2`, mark, behind); err != nil {
+		t.Fatal(err)
+	}
+	if evs, err := store.Claim(ctx, "relay", 500, time.Minute); err != nil || len(evs) != 0 {
+		t.Fatalf("claim before the re-check: %d rows, %v; want none (the row is behind the mark)", len(evs), err)
+	}
+	s := relay.NewRechecker(store, relay.RecheckerConfig{Interval: 10 * time.Millisecond}, nil)
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	waitFor(t, "the rechecker lowers the mark", func() bool { return store.LowWaterMark().Before(mark) })
+	evs, err := store.Claim(ctx, "relay", 500, time.Minute)
+	if err != nil || len(evs) != 1 || evs[0].UserID != "usr_behind" {
+		t.Fatalf("claim after the re-check: %d rows, %v; want the row behind the mark", len(evs), err)
+	}
+}

@@ -74,7 +74,7 @@ func (s *Purger) Start(ctx context.Context) error {
 	}
 	go func() {
 		defer done()
-		every(ctx, s.cfg.Interval, false, func() { s.runOnce(ctx) })
+		everyPaced(ctx, s.cfg.Interval, false, func() { s.runOnce(ctx) })
 	}()
 	return nil
 }

@@ -10,7 +10,7 @@
 // (rate-limited error logs, the retryable-failure summary), and one file per
 // maintenance service, each a startstop.Service with its own Config that
 // runs alone: lease_extender.go, rescuer.go, promoter.go, gauges.go,
-// purger.go, horizon.go (xmin-horizon gauges), permanent_watch.go (logs a
+// rechecker.go (the low-water mark's re-check), purger.go, horizon.go (xmin-horizon gauges), permanent_watch.go (logs a
 // permanent database failure). SQL lives
 // in package outbox (and operator for the purge), HTTP in package paragon,
 // and the wiring from configuration to a running relay in package relayrun.
@@ -245,6 +245,7 @@ func New(store *outbox.Store, sender Sender, cfg Config, log *slog.Logger) (*Rel
 		NewLeaseExtender(store, LeaseExtenderConfig{RelayID: cfg.RelayID, Lease: cfg.Lease, Held: r.heldIDs, Extended: r.extended, Metrics: cfg.Metrics}, log),
 		NewPromoter(store, PromoterConfig{Interval: cfg.PromoteInterval, Keys: cfg.PromoteKeys, Metrics: cfg.Metrics}, log),
 		NewGauges(store, GaugesConfig{Interval: cfg.GaugeInterval, Metrics: cfg.Metrics}, log),
+		NewRechecker(store, RecheckerConfig{Metrics: cfg.Metrics}, log),
 		r.rescuer,
 	}
 	return r, nil

@@ -71,7 +71,7 @@ func (s *Rescuer) Start(ctx context.Context) error {
 	}
 	go func() {
 		defer done()
-		every(ctx, s.cfg.Interval, false, func() { s.runOnce(ctx) })
+		everyPaced(ctx, s.cfg.Interval, false, func() { s.runOnce(ctx) })
 	}()
 	return nil
 }

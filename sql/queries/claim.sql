@@ -17,6 +17,12 @@
 -- events gets a share of each claim until the round-robin reaches it.
 --
 -- Why this shape:
+-- * backlog counts the due rows, up to @max_rows + 1 (a range scan of
+--   outbox_pending_due). When they fit in one batch the fill pass takes
+--   them all and the fair pass has nothing to share out, so it is skipped:
+--   the steady state (the relay keeping up) never runs the skip scan below,
+--   whose cost grows with the dead entries each user's pending range holds
+--   while a long transaction holds the xmin horizon (see "Low-water mark").
 -- * users is a recursive skip scan over outbox_pending_user: one index
 --   descent per user, however many events each has.
 -- * The CTEs are MATERIALIZED so each locking subquery runs exactly once.
@@ -64,14 +70,29 @@
 -- index tuple alone, without a heap fetch. Rows that can appear behind the
 -- mark (a lead whose transaction began before the mark and committed after
 -- it, a row released by another relay, a keyed row whose predecessor was
--- delivered meanwhile, a claim that rolled back) are found by the periodic
--- claim without a mark (NULL; Store.RecheckInterval, default 2 s), so
--- nothing is skipped for longer than that.
-WITH RECURSIVE users (user_id, n) AS (
+-- delivered meanwhile, a claim that rolled back) are found by the re-check
+-- (pending_behind_mark.sql, every Store.RecheckInterval, default 2 s, on
+-- its own connection: relay.Rechecker), which lowers the mark to the
+-- oldest of them, so nothing is skipped for longer than that. While a
+-- long transaction holds the horizon the re-check walks the dead entries
+-- the mark lets the claim skip, and is paced to at most ~2 % of its
+-- connection's time (backoff.Paced: 20 s apart at most), never delaying a
+-- claim. A claim without a mark (NULL: after a start or a release) reads
+-- from the front.
+WITH RECURSIVE backlog AS MATERIALIZED (
+  SELECT count(*) AS due
+  FROM (SELECT 1
+        FROM outbox
+        WHERE status = 'pending' AND next_attempt_at <= now()
+          AND next_attempt_at >= coalesce(sqlc.narg(low_water)::timestamptz, '-infinity')
+        LIMIT sqlc.arg(max_rows)::int + 1) AS d
+),
+users (user_id, n) AS (
   (SELECT user_id, 1
    FROM outbox
    WHERE status = 'pending' AND user_id > sqlc.arg(user_cursor)::text AND next_attempt_at <= now()
      AND next_attempt_at >= coalesce(sqlc.narg(low_water)::timestamptz, '-infinity')
+     AND (SELECT due FROM backlog) > sqlc.arg(max_rows)::int
    ORDER BY user_id
    LIMIT 1)
   UNION ALL
