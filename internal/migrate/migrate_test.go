@@ -204,3 +204,50 @@ func TestStatementTriggerKeepsRowOrderAndTheLeadAsWritten(t *testing.T) {
 		t.Fatalf("%d events after a rolled-back insert of 10 leads, want 300", total)
 	}
 }
+
+// TestConsoleIndexesSettled: migration 00017 replaces the console's
+// non-partial user and event-name indexes by partial ones on settled events
+// (delivered, dead, skipped); down brings the old ones back.
+func TestConsoleIndexesSettled(t *testing.T) {
+	db := testdb.New(t)
+	ctx := context.Background()
+	indexes := func() map[string]string {
+		rows, err := db.Pool.Query(ctx, `SELECT indexname, indexdef FROM pg_indexes
+		  WHERE tablename = 'outbox' AND indexname IN ('outbox_user_id', 'outbox_event_name', 'outbox_user_id_settled', 'outbox_event_name_settled')`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]string{}
+		for rows.Next() {
+			var n, def string
+			if err := rows.Scan(&n, &def); err != nil {
+				t.Fatal(err)
+			}
+			m[n] = def
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	const settled = "WHERE (status = ANY (ARRAY['delivered'::text, 'dead'::text, 'skipped'::text]))"
+	up := indexes()
+	if len(up) != 2 || !strings.HasSuffix(up["outbox_user_id_settled"], "(user_id) "+settled) ||
+		!strings.HasSuffix(up["outbox_event_name_settled"], "(event_name) "+settled) {
+		t.Fatalf("after up: %v", up)
+	}
+	if err := migrate.DownTo(ctx, db.Pool, 16, nil); err != nil {
+		t.Fatal(err)
+	}
+	down := indexes()
+	if len(down) != 2 || !strings.HasSuffix(down["outbox_user_id"], "btree (user_id)") ||
+		!strings.HasSuffix(down["outbox_event_name"], "btree (event_name)") {
+		t.Fatalf("after down to 16: %v", down)
+	}
+	if _, err := migrate.Up(ctx, db.Pool, nil); err != nil {
+		t.Fatal(err)
+	}
+	if again := indexes(); len(again) != 2 || again["outbox_user_id_settled"] == "" {
+		t.Fatalf("after up again: %v", again)
+	}
+}

@@ -20,11 +20,25 @@
 -- filter combination; internal/console/explain_test.go EXPLAINs each
 -- combination the page offers over many delivered rows: no sequential
 -- scan of outbox or outbox_attempts.
+--
+-- The user and event-name indexes hold settled events only
+-- (outbox_user_id_settled, outbox_event_name_settled: status delivered,
+-- dead or skipped; migration 00017), so that the relay's insert, claim and
+-- record do not write them. The status line below is always true (the
+-- outbox_status_valid constraint) but spelled as one OR arm per index
+-- predicate: with a user or an event name and no status, PostgreSQL can
+-- then OR together (BitmapOr) the settled index, outbox_pending_user
+-- (user_id) WHERE status = 'pending', outbox_in_flight_lease WHERE status =
+-- 'in_flight' and outbox_waiting WHERE status = 'waiting' (the last two
+-- and, for an event name, the pending one read whole: the backlog, not the
+-- history), or walk the primary key newest first when that is cheaper. A
+-- plain status IN (...) of all six would match no partial index.
 SELECT id, event_id::text AS event_id, event_name, user_id, lead_id, ordering_key, status, attempts, created_at,
        delivered_at, last_http_status, coalesce(left(last_error, 200), '')::text AS last_error
 FROM outbox
 WHERE (sqlc.narg(status)::text IS NULL OR status = sqlc.narg(status)::text)
   AND (sqlc.narg(status)::text IS DISTINCT FROM 'waiting' OR ordering_key IS NOT NULL)
+  AND (status IN ('delivered', 'dead', 'skipped') OR status = 'pending' OR status = 'in_flight' OR status = 'waiting')
   AND (sqlc.narg(ordering_key)::text IS NULL OR ordering_key = sqlc.narg(ordering_key)::text)
   AND (sqlc.narg(user_id)::text IS NULL OR user_id = sqlc.narg(user_id)::text)
   AND (sqlc.narg(event_name)::text IS NULL OR event_name = sqlc.narg(event_name)::text)
