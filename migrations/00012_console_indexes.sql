@@ -14,6 +14,12 @@
 --                         user with many by walking the primary key.
 --   outbox_event_name     B-tree on event_name alone, likewise: a rare name
 --                         through it, a common one by the primary key.
+--                         Both replaced by migration 00017 with partial
+--                         indexes on settled events (outbox_user_id_settled,
+--                         outbox_event_name_settled: delivered, dead,
+--                         skipped): these two took an entry for every row
+--                         version, so the lead insert, the relay's claim and
+--                         its record each wrote both on the relay's hot path.
 --   outbox_created_at_brin BRIN: created_at follows insertion order, so a
 --                         block-range summary (a few pages for millions of
 --                         rows) bounds a time range; inserts only widen the
