@@ -161,8 +161,8 @@ type Config struct {
 	// this are purged by the relay (and by default by the purge command);
 	// 0 keeps them.
 	RetainDelivered time.Duration `env:"RELAY_RETAIN_DELIVERED" envDefault:"168h" group:"retention" help:"delivered events (and their attempts) older than this are purged by the relay; '0' keeps them"`
-	// RetainDead: dead events older than this are purged; 0 keeps them.
-	RetainDead time.Duration `env:"RELAY_RETAIN_DEAD" envDefault:"720h" group:"retention" help:"dead events older than this are purged; '0' keeps them"`
+	// RetainDead: dead and skipped events older than this (by created_at) are purged; 0 keeps them.
+	RetainDead time.Duration `env:"RELAY_RETAIN_DEAD" envDefault:"720h" group:"retention" help:"dead and skipped events older than this are purged; '0' keeps them"`
 	// PurgeInterval is how often the relay runs retention, in batches of
 	// DefaultPurgeBatch; 0 disables purging by the relay.
 	PurgeInterval time.Duration `env:"RELAY_PURGE_INTERVAL" envDefault:"10m" group:"relay" help:"how often the relay purges, in batches of 500; '0' disables"`

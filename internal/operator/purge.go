@@ -24,8 +24,8 @@ const (
 	DefaultPurgeBatch = config.DefaultPurgeBatch
 )
 
-// The statements are sql/queries/purge_delivered.sql, purge_dead.sql and
-// purge_count.sql (run through package dbsqlc); their comments say why they
+// The statements are sql/queries/purge_delivered.sql, purge_dead.sql,
+// purge_skipped.sql and purge_count.sql (run through package dbsqlc); their comments say why they
 // are shaped so.
 
 // purgeArgs applies the documented defaults.
@@ -46,9 +46,10 @@ func purgeArgs(deliveredOlderThan, deadOlderThan time.Duration, batch int) (time
 }
 
 // Purge deletes delivered events whose delivered_at is more than
-// deliveredOlderThan ago and dead events whose created_at is more than
-// deadOlderThan ago (database clock), with their attempts and re-drives. It
-// never deletes pending or in-flight events.
+// deliveredOlderThan ago and dead and skipped events whose created_at is
+// more than deadOlderThan ago (database clock), with their attempts. It
+// never deletes pending, waiting or in-flight events, nor a dead event that
+// blocks its ordering key.
 //
 // It works in batches of at most batch rows, each its own short statement
 // and transaction, and goes on until a batch comes back smaller than batch
@@ -70,6 +71,7 @@ func Purge(ctx context.Context, pool *pgxpool.Pool, deliveredOlderThan, deadOlde
 	}{
 		{"delivered", q.PurgeDelivered, deliveredOlderThan},
 		{"dead", q.PurgeDead, deadOlderThan},
+		{"skipped", q.PurgeSkipped, deadOlderThan},
 	} {
 		for {
 			if err := ctx.Err(); err != nil {

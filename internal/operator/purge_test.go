@@ -25,6 +25,8 @@ type purgeMix struct {
 	oldPending     operatortest.Row   // written 60 days ago, still retrying
 	oldInFlight    operatortest.Row   // written 60 days ago, lease expired
 	oldDeliveredAt operatortest.Row   // written 60 days ago but delivered 2 days ago
+	oldSkipped     operatortest.Row   // dead, skipped by an operator, written 31 days ago
+	newSkipped     operatortest.Row   // the same, written 10 days ago
 }
 
 func newPurgeMix(t *testing.T, pool *pgxpool.Pool, oldDelivered int) purgeMix {
@@ -46,6 +48,8 @@ func newPurgeMix(t *testing.T, pool *pgxpool.Pool, oldDelivered int) purgeMix {
 	m.oldPending = add(operatortest.Event{User: "usr_c", Status: "pending", Attempts: 7, LastError: "paragon answered 503", HTTPStatus: 503, CreatedAgo: 60 * day})
 	m.oldInFlight = add(operatortest.Event{User: "usr_c", Status: "in_flight", Attempts: 2, LastError: "timeout", CreatedAgo: 60 * day, LeaseExpiresIn: -time.Hour})
 	m.oldDeliveredAt = add(operatortest.Event{User: "usr_c", Status: "delivered", Attempts: 1, CreatedAgo: 60 * day, DeliveredAgo: 2 * day})
+	m.oldSkipped = add(operatortest.Event{User: "usr_d", Status: "skipped", Attempts: 1, LastError: "rejected", HTTPStatus: 422, CreatedAgo: 31 * day})
+	m.newSkipped = add(operatortest.Event{User: "usr_d", Status: "skipped", Attempts: 1, LastError: "rejected", HTTPStatus: 422, CreatedAgo: 10 * day})
 	return m
 }
 
@@ -78,7 +82,7 @@ func idsOf(rows ...operatortest.Row) []int64 {
 }
 
 // TestPurgeWithDefaults: only delivered events older than 7 days (by
-// delivered_at) and dead events older than 30 days (by created_at) go, in
+// delivered_at) and dead and skipped events older than 30 days (by created_at) go, in
 // batches, with their attempts and re-drives; pending and in-flight events
 // stay however old.
 func TestPurgeWithDefaults(t *testing.T) {
@@ -87,8 +91,8 @@ func TestPurgeWithDefaults(t *testing.T) {
 	m := newPurgeMix(t, db.Pool, 23)
 
 	delivered, dead, err := operator.Purgeable(ctx, db.Pool, 0, 0)
-	if err != nil || delivered != 23 || dead != 1 {
-		t.Fatalf("Purgeable = %d delivered, %d dead, %v; want 23 and 1", delivered, dead, err)
+	if err != nil || delivered != 23 || dead != 2 {
+		t.Fatalf("Purgeable = %d delivered, %d dead (skipped included), %v; want 23 and 2", delivered, dead, err)
 	}
 	_, attemptsBefore, _ := remaining(t, db.Pool)
 
@@ -96,16 +100,16 @@ func TestPurgeWithDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 24 {
-		t.Fatalf("purged %d, want 24", n)
+	if n != 25 {
+		t.Fatalf("purged %d, want 25", n)
 	}
 	ids, attempts, redriveRows := remaining(t, db.Pool)
-	want := idsOf(m.newDelivered, m.newDead, m.oldPending, m.oldInFlight, m.oldDeliveredAt)
+	want := idsOf(m.newDelivered, m.newDead, m.oldPending, m.oldInFlight, m.oldDeliveredAt, m.newSkipped)
 	if !slices.Equal(ids, want) {
 		t.Fatalf("left %v, want %v", ids, want)
 	}
-	// 23 x 2 attempts of the old delivered events and the 3 of the old dead one went with them.
-	if attempts != attemptsBefore-23*2-3 || redriveRows != 0 {
+	// 23 x 2 attempts of the old delivered events, the 3 of the old dead one and the old skipped one's went with them.
+	if attempts != attemptsBefore-23*2-3-1 || redriveRows != 0 {
 		t.Fatalf("attempts %d (was %d), redrives %d: want the purged events' rows gone", attempts, attemptsBefore, redriveRows)
 	}
 	var orphans int64
@@ -124,12 +128,12 @@ func TestPurgeWithShortAgesStillKeepsLiveEvents(t *testing.T) {
 	ctx := context.Background()
 	m := newPurgeMix(t, db.Pool, 3)
 	delivered, dead, err := operator.Purgeable(ctx, db.Pool, time.Hour, time.Hour)
-	if err != nil || delivered != 5 || dead != 2 {
-		t.Fatalf("Purgeable = %d, %d, %v; want 5 and 2", delivered, dead, err)
+	if err != nil || delivered != 5 || dead != 4 {
+		t.Fatalf("Purgeable = %d, %d, %v; want 5 and 4 (2 dead, 2 skipped)", delivered, dead, err)
 	}
 	n, err := operator.Purge(ctx, db.Pool, time.Hour, time.Hour, 1)
-	if err != nil || n != 7 {
-		t.Fatalf("purged %d %v, want 7", n, err)
+	if err != nil || n != 9 {
+		t.Fatalf("purged %d %v, want 9", n, err)
 	}
 	ids, _, _ := remaining(t, db.Pool)
 	if want := idsOf(m.oldPending, m.oldInFlight); !slices.Equal(ids, want) {
@@ -154,8 +158,8 @@ func TestPurgeSkipsLockedRows(t *testing.T) {
 	pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	n, err := operator.Purge(pctx, db.Pool, 0, 0, 100)
-	if err != nil || n != 2 {
-		t.Fatalf("purged %d %v, want the 2 old delivered events", n, err)
+	if err != nil || n != 3 {
+		t.Fatalf("purged %d %v, want the 2 old delivered events and the old skipped one", n, err)
 	}
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
@@ -182,7 +186,7 @@ func TestPurgeRefusesNegativeArguments(t *testing.T) {
 		t.Error("Purgeable with a negative age: no error")
 	}
 	ids, _, _ := remaining(t, db.Pool)
-	if len(ids) != 7 {
-		t.Fatalf("rows left %d, want all 7", len(ids))
+	if len(ids) != 9 {
+		t.Fatalf("rows left %d, want all 9", len(ids))
 	}
 }

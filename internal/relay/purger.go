@@ -29,8 +29,9 @@ type PurgerConfig struct {
 	// RetainDelivered: delivered events delivered longer ago than this are
 	// deleted with their attempts (RELAY_RETAIN_DELIVERED); 0 keeps them.
 	RetainDelivered time.Duration
-	// RetainDead: dead events written longer ago than this are deleted
-	// (RELAY_RETAIN_DEAD); 0 keeps them.
+	// RetainDead: dead and skipped events written longer ago than this are
+	// deleted (RELAY_RETAIN_DEAD); 0 keeps them. A dead event that blocks
+	// its ordering key is kept.
 	RetainDead time.Duration
 	// Interval between purges; the first runs one Interval after Start.
 	// Default 10m.

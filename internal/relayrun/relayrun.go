@@ -254,7 +254,8 @@ func relayStatements(cfg config.Config) []outbox.Statement {
 	if purging(cfg) {
 		st = append(st,
 			outbox.Statement{Name: "purge_delivered", SQL: dbsqlc.PurgeDelivered},
-			outbox.Statement{Name: "purge_dead", SQL: dbsqlc.PurgeDead})
+			outbox.Statement{Name: "purge_dead", SQL: dbsqlc.PurgeDead},
+			outbox.Statement{Name: "purge_skipped", SQL: dbsqlc.PurgeSkipped})
 	}
 	return st
 }
