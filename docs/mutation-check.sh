@@ -88,3 +88,14 @@ mutate "relay exits when the database is down at start-up" internal/relayrun/rel
   "OpenPoolWaiting(ctx, cfg, PoolMaxConns, log)" "OpenPool(ctx, cfg, PoolMaxConns)" ./cmd/outbox-relay TestRelayWaitsOutARestartingServer
 mutate "retryable failures summarised only when another batch arrives" internal/relay/log_throttle.go \
   "		s.timer = s.after(s.lastLog.Add(s.every).Sub(now), s.onTimer)" "" ./internal/relay TestFailureSummary
+mutate "re-check finds rows behind the low-water mark but never lowers it" internal/outbox/outbox.go \
+  "	s.mark = behind
+	return true, nil" "	return true, nil" ./internal/outbox TestNothingIsSkippedBehindTheMark
+mutate "claim runs its fair pass when the due rows fit one batch" sql/queries/claim.sql \
+  "     AND (SELECT due FROM backlog) > sqlc.arg(max_rows)::int
+" "" ./internal/outbox TestClaimWorkStaysFlatWhileASnapshotIsHeld
+mutate "maintenance statements not paced" internal/backoff/backoff.go \
+  "	return min(max(interval, PaceFactor*took), PaceCap*interval)" "	return interval" ./internal/backoff TestPacedStretchesTheIntervalWithTheTaskUpToTheCap
+mutate "skipped events never purged" internal/operator/purge.go \
+  "		{\"skipped\", q.PurgeSkipped, deadOlderThan},
+" "" ./internal/operator TestPurgeWithDefaults
