@@ -159,8 +159,10 @@ func TestRescueRacingCompletionNeverRedelivers(t *testing.T) {
 	time.Sleep(5 * time.Millisecond) // leases expire (database clock)
 	var wg sync.WaitGroup
 	wg.Add(2)
+	recorded := make(chan struct{})
 	go func() {
 		defer wg.Done()
+		defer close(recorded)
 		for i := 0; i < 300; i += 10 {
 			batch := make([]outbox.Result, 0, 10)
 			for _, e := range evs[i : i+10] {
@@ -173,7 +175,16 @@ func TestRescueRacingCompletionNeverRedelivers(t *testing.T) {
 	}()
 	go func() {
 		defer wg.Done()
-		for range 30 {
+		// Rescue for as long as the completions go on (at least 30 times),
+		// so the two overlap however the goroutines are scheduled.
+		for n := 0; ; n++ {
+			select {
+			case <-recorded:
+				if n >= 30 {
+					return
+				}
+			default:
+			}
 			if _, err := s.RescueExpired(ctx, 7, 25); err != nil {
 				t.Error(err)
 			}
