@@ -150,47 +150,42 @@ func delivered(e outbox.Event) outbox.Result {
 // put a completed row back to pending (which would send it again).
 func TestRescueRacingCompletionNeverRedelivers(t *testing.T) {
 	db := testdb.New(t)
-	seed(t, db, 300)
 	s := outbox.New(db.Pool)
-	evs, err := s.Claim(ctx, "slow-relay", 300, time.Millisecond)
-	if err != nil || len(evs) != 300 {
-		t.Fatalf("claim: %v %d", err, len(evs))
-	}
-	time.Sleep(5 * time.Millisecond) // leases expire (database clock)
-	var wg sync.WaitGroup
-	wg.Add(2)
-	recorded := make(chan struct{})
-	go func() {
-		defer wg.Done()
-		defer close(recorded)
-		for i := 0; i < 300; i += 10 {
-			batch := make([]outbox.Result, 0, 10)
-			for _, e := range evs[i : i+10] {
-				batch = append(batch, delivered(e))
-			}
-			if _, err := s.Record(ctx, "slow-relay", batch); err != nil {
-				t.Error(err)
-			}
+	// Ten rounds: each claims fresh rows with leases that expire at once,
+	// then completes them in batches while rescues run, so that a
+	// completion lands inside a rescue statement (between its read of the
+	// expired rows and its update) many times.
+	for round := range 10 {
+		seed(t, db, 100)
+		evs, err := s.Claim(ctx, "slow-relay", 100, time.Millisecond)
+		if err != nil || len(evs) != 100 {
+			t.Fatalf("round %d: claim: %v %d", round, err, len(evs))
 		}
-	}()
-	go func() {
-		defer wg.Done()
-		// Rescue for as long as the completions go on (at least 30 times),
-		// so the two overlap however the goroutines are scheduled.
-		for n := 0; ; n++ {
-			select {
-			case <-recorded:
-				if n >= 30 {
-					return
+		time.Sleep(5 * time.Millisecond) // leases expire (database clock)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < len(evs); i += 10 {
+				batch := make([]outbox.Result, 0, 10)
+				for _, e := range evs[i : i+10] {
+					batch = append(batch, delivered(e))
 				}
-			default:
+				if _, err := s.Record(ctx, "slow-relay", batch); err != nil {
+					t.Error(err)
+				}
 			}
-			if _, err := s.RescueExpired(ctx, 7, 25); err != nil {
-				t.Error(err)
+		}()
+		go func() {
+			defer wg.Done()
+			for range 10 {
+				if _, err := s.RescueExpired(ctx, 7, 10); err != nil {
+					t.Error(err)
+				}
 			}
-		}
-	}()
-	wg.Wait()
+		}()
+		wg.Wait()
+	}
 	var notDelivered int
 	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE status <> 'delivered'`).Scan(&notDelivered); err != nil {
 		t.Fatal(err)
