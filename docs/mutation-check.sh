@@ -99,3 +99,11 @@ mutate "maintenance statements not paced" internal/backoff/backoff.go \
 mutate "skipped events never purged" internal/operator/purge.go \
   "		{\"skipped\", q.PurgeSkipped, deadOlderThan},
 " "" ./internal/operator TestPurgeWithDefaults
+mutate "a claim raises the mark over a lowering it never saw" internal/outbox/outbox.go \
+  "	if gen == s.markGen && !oldestFill.IsZero()" "	if !oldestFill.IsZero()" ./internal/outbox TestAClaimDoesNotUndoTheRechecksLowering
+mutate "the mark kept while the re-check keeps failing" internal/relay/rechecker.go \
+  "				s.store.DropMark()
+" "" ./internal/relay TestRecheckerDropsTheMarkWhenTheRecheckKeepsFailing
+mutate "purge ignores a key's event being written" sql/queries/purge_dead.sql \
+  "         AND pg_try_advisory_xact_lock(1869967988, hashtext(outbox.ordering_key)))" "         )" \
+  ./internal/operator TestPurgeKeepsADeadHeadWhileItsKeysNextEventIsBeingWritten

@@ -390,7 +390,7 @@ func TestPurgeCommand(t *testing.T) {
 	all := ids()
 
 	code, stdout, stderr := runCmd(t, "purge", "-dry-run")
-	if code != 0 || !strings.Contains(stdout, "Dry run: would delete 2 events: 1 delivered more than 168h0m0s ago, 1 dead written more than 720h0m0s ago") {
+	if code != 0 || !strings.Contains(stdout, "Dry run: would delete 2 events: 1 delivered more than 168h0m0s ago, 1 dead or skipped written more than 720h0m0s ago") {
 		t.Fatalf("dry run: code %d\n%s%s", code, stdout, stderr)
 	}
 	if !slices.Equal(ids(), all) {
@@ -398,7 +398,7 @@ func TestPurgeCommand(t *testing.T) {
 	}
 
 	code, stdout, stderr = runCmd(t, "purge")
-	if code != 0 || !strings.Contains(stdout, "Deleted 2 events (delivered more than 168h0m0s ago, dead written more than 720h0m0s ago)") {
+	if code != 0 || !strings.Contains(stdout, "Deleted 2 events (delivered more than 168h0m0s ago, dead or skipped written more than 720h0m0s ago)") {
 		t.Fatalf("purge: code %d\n%s%s", code, stdout, stderr)
 	}
 	want := []int64{newDelivered.ID, newDead.ID, oldPending.ID, oldInFlight.ID}
@@ -415,12 +415,12 @@ func TestPurgeCommand(t *testing.T) {
 
 	// RELAY_RETAIN_DEAD=0 keeps dead events, also for a purge by hand.
 	t.Setenv("RELAY_RETAIN_DEAD", "0")
-	if code, stdout, stderr := runCmd(t, "purge", "-delivered-age", "1h", "-dry-run"); code != 0 || !strings.Contains(stdout, " 0 dead written more than") {
+	if code, stdout, stderr := runCmd(t, "purge", "-delivered-age", "1h", "-dry-run"); code != 0 || !strings.Contains(stdout, " 0 dead or skipped written more than") {
 		t.Fatalf("purge with RELAY_RETAIN_DEAD=0 would delete dead events: code %d\n%s%s", code, stdout, stderr)
 	}
 	t.Setenv("RELAY_RETAIN_DEAD", "")
 	code, stdout, stderr = runCmd(t, "purge", "-delivered-age", "1h", "-dead-age", "1h", "-batch", "1")
-	if code != 0 || !strings.Contains(stdout, "Deleted 2 events (delivered more than 1h0m0s ago, dead written more than 1h0m0s ago)") {
+	if code != 0 || !strings.Contains(stdout, "Deleted 2 events (delivered more than 1h0m0s ago, dead or skipped written more than 1h0m0s ago)") {
 		t.Fatalf("purge with short ages: code %d\n%s%s", code, stdout, stderr)
 	}
 	if got, want := ids(), []int64{oldPending.ID, oldInFlight.ID}; !slices.Equal(got, want) {

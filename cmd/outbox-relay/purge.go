@@ -11,7 +11,7 @@ import (
 )
 
 // runPurge deletes delivered events delivered more than -delivered-age ago
-// and dead events written more than -dead-age ago, with their attempts and
+// and dead and skipped events written more than -dead-age ago, with their attempts and
 // re-drives, in batches. Pending and in-flight events are never deleted.
 func runPurge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
@@ -21,7 +21,7 @@ func runPurge(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	)
 	cfg, fs, err := loadConfig("purge", args, stderr, func(fs *flag.FlagSet) {
 		fs.DurationVar(&deliveredAge, "delivered-age", 0, "delete delivered events delivered longer ago than this (default: -retain-delivered)")
-		fs.DurationVar(&deadAge, "dead-age", 0, "delete dead events written longer ago than this (default: -retain-dead)")
+		fs.DurationVar(&deadAge, "dead-age", 0, "delete dead and skipped events written longer ago than this (default: -retain-dead)")
 		fs.IntVar(&batch, "batch", operator.DefaultPurgeBatch, "rows deleted per statement")
 		fs.BoolVar(&dryRun, "dry-run", false, "only count what would be deleted")
 	})
@@ -62,7 +62,7 @@ func runPurge(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "Dry run: would delete %d events: %d delivered more than %s ago, %d dead written more than %s ago (with their attempts and re-drives). Nothing was changed.\n",
+		fmt.Fprintf(stdout, "Dry run: would delete %d events: %d delivered more than %s ago, %d dead or skipped written more than %s ago (with their attempts and re-drives). Nothing was changed.\n",
 			delivered+dead, delivered, deliveredAge, dead, deadAge)
 		return nil
 	}
@@ -74,7 +74,7 @@ func runPurge(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return err
 	}
-	fmt.Fprintf(stdout, "Deleted %d events (delivered more than %s ago, dead written more than %s ago) with their attempts and re-drives, in batches of %d, in %s.\n",
+	fmt.Fprintf(stdout, "Deleted %d events (delivered more than %s ago, dead or skipped written more than %s ago) with their attempts and re-drives, in batches of %d, in %s.\n",
 		n, deliveredAge, deadAge, batch, time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -264,6 +264,16 @@ func TestEventsFilters(t *testing.T) {
 			}
 		}
 	}
+	// Identifiers are matched as given: the SQL API accepts a Connected User
+	// id with surrounding spaces, and its events must be findable; a blank
+	// filter is no filter.
+	padded := operatortest.Add(t, f.pool, operatortest.Event{User: " usr_padded ", CreatedAgo: time.Minute})
+	for q, listed := range map[string]bool{"user=+usr_padded+": true, "user=usr_padded": false, "user=+++": true} {
+		code, body, _ := f.get(t, "/events?"+q)
+		if got := strings.Contains(body, `<a href="/events/`+id(padded)+`">`); code != 200 || got != listed {
+			t.Errorf("%q: code %d, the padded user's event listed=%v, want %v", q, code, got, listed)
+		}
+	}
 	// Bad input: a clear message, status 400, nothing listed.
 	for q, want := range map[string]string{
 		"status=lost":           `status &#34;lost&#34; is not one of`,

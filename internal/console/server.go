@@ -407,11 +407,21 @@ var statuses = []string{"waiting", "pending", "in_flight", "delivered", "dead", 
 // keyStatuses are the statuses outbox_key_undelivered holds.
 var keyStatuses = []string{"waiting", "pending", "in_flight", "dead"}
 
+// exactID is an identifier filter (Connected User, event name, ordering
+// key) as given: the SQL API accepts ids with leading or trailing spaces, so
+// trimming would make their events unfindable. Blank means no filter.
+func exactID(v string) string {
+	if strings.TrimSpace(v) == "" {
+		return ""
+	}
+	return v
+}
+
 // parseFilter reads and checks the events filter. Errors are for people.
 func parseFilter(q url.Values) (formFilter, eventFilter, error) {
-	ff := formFilter{Status: q.Get("status"), User: strings.TrimSpace(q.Get("user")), Event: strings.TrimSpace(q.Get("event")),
+	ff := formFilter{Status: q.Get("status"), User: exactID(q.Get("user")), Event: exactID(q.Get("event")),
 		Lead: strings.TrimSpace(q.Get("lead")), From: strings.TrimSpace(q.Get("from")), Before: strings.TrimSpace(q.Get("before")),
-		Error: strings.TrimSpace(q.Get("error")), Key: strings.TrimSpace(q.Get("key"))}
+		Error: strings.TrimSpace(q.Get("error")), Key: exactID(q.Get("key"))}
 	f := eventFilter{Status: ff.Status, UserID: ff.User, EventName: ff.Event, ErrorContains: ff.Error, OrderingKey: ff.Key}
 	var errs []string
 	if f.Status != "" && !contains(statuses, f.Status) {

@@ -18,7 +18,11 @@ WITH doomed AS MATERIALIZED (
     AND (ordering_key IS NULL OR NOT EXISTS (
          SELECT 1 FROM outbox AS l
          WHERE l.ordering_key = outbox.ordering_key AND l.id > outbox.id
-           AND l.status IN ('waiting', 'pending', 'in_flight', 'dead')))
+           AND l.status IN ('waiting', 'pending', 'in_flight', 'dead'))
+         -- An event of the key being written right now (outbox_enqueue holds
+         -- this lock until its transaction ends) is not visible to the check
+         -- above: leave the key's dead head for the next purge.
+         AND pg_try_advisory_xact_lock(1869967988, hashtext(outbox.ordering_key)))
   ORDER BY created_at
   LIMIT $2::int
   FOR UPDATE SKIP LOCKED
@@ -42,7 +46,13 @@ SELECT count(*) FROM gone
 // ordering key (a later event of the key waits behind it) is never purged:
 // release the key first (Skip), or re-drive it. A dead event with nothing
 // behind it is purged after the retention like any other; its key then
-// continues with its next event.
+// continues with its next event. A key whose next event is being written
+// by outbox_enqueue at that moment (uncommitted, so invisible here) is
+// left for the next purge: the purge takes the key's advisory lock, the one
+// outbox_enqueue holds until its transaction ends, with a try-lock. (A Lead
+// Updated/Deleted event written by a lead trigger is ordered by the lead's
+// row lock instead, which the purge does not take: one racing the purge of
+// its lead's 30-day-old dead head is sent, as it would be a moment later.)
 func (q *Queries) PurgeDead(ctx context.Context, olderThanMs int64, maxRows int32) (int64, error) {
 	row := q.db.QueryRow(ctx, PurgeDead, olderThanMs, maxRows)
 	var count int64

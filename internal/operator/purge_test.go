@@ -190,3 +190,50 @@ func TestPurgeRefusesNegativeArguments(t *testing.T) {
 		t.Fatalf("rows left %d, want all 9", len(ids))
 	}
 }
+
+// TestPurgeKeepsADeadHeadWhileItsKeysNextEventIsBeingWritten: a 31-day-old
+// dead event heads key kr; another transaction is writing the key's next
+// event with outbox_enqueue (waiting behind the dead head, not committed,
+// so invisible to the purge). The purge must keep the head: deleting it
+// would release the key as a skip would, with nothing recorded. After the
+// writer commits, the head blocks the key and is still kept.
+func TestPurgeKeepsADeadHeadWhileItsKeysNextEventIsBeingWritten(t *testing.T) {
+	db := testdb.New(t)
+	ctx := context.Background()
+	var head int64
+	if err := db.Pool.QueryRow(ctx, `SELECT outbox_enqueue('Test Event', 'usr_k', '{}'::jsonb, 'kr')`).Scan(new(string)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Pool.QueryRow(ctx, `UPDATE outbox SET status = 'dead', attempts = 1, last_error = 'rejected', created_at = now() - interval '31 days'
+		WHERE ordering_key = 'kr' RETURNING id`).Scan(&head); err != nil {
+		t.Fatal(err)
+	}
+	writer, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Rollback(ctx)
+	var status string
+	if _, err := writer.Exec(ctx, `SELECT outbox_enqueue('Test Event', 'usr_k', '{}'::jsonb, 'kr')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := writer.QueryRow(ctx, `SELECT status FROM outbox WHERE ordering_key = 'kr' AND id > $1`, head).Scan(&status); err != nil || status != "waiting" {
+		t.Fatalf("the next event of the key: %q %v, want waiting behind the dead head", status, err)
+	}
+	if _, err := operator.Purge(ctx, db.Pool, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := writer.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ids, _, _ := remaining(t, db.Pool)
+	if !slices.Contains(ids, head) {
+		t.Fatal("the dead head was purged while its key's next event was being written: the key was released with nothing recorded")
+	}
+	if _, err := operator.Purge(ctx, db.Pool, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _, _ := remaining(t, db.Pool); !slices.Contains(ids, head) {
+		t.Fatal("the dead head was purged although an event waits behind it")
+	}
+}

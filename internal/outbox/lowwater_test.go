@@ -184,3 +184,103 @@ func TestNothingIsSkippedBehindTheMark(t *testing.T) {
 		t.Fatalf("released row not claimed again at once: %d rows, %v", len(again), err)
 	}
 }
+
+// TestAClaimDoesNotUndoTheRechecksLowering: a claim that is running while
+// the re-check lowers the mark (here: held up by a SHARE lock on the outbox)
+// must not raise the mark again when it returns, or the row the re-check
+// found would wait for another re-check.
+func TestAClaimDoesNotUndoTheRechecksLowering(t *testing.T) {
+	db := testdb.New(t)
+	s := outbox.New(db.Pool)
+	s.MarkLag = 0
+	seed(t, db, 5)
+	if evs, err := s.Claim(ctx, "relay", 500, time.Minute); err != nil || len(evs) != 5 {
+		t.Fatalf("claim: %d rows, %v", len(evs), err)
+	}
+	mark := s.LowWaterMark()
+	var behindID int64
+	var behind time.Time
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO leads (owner_id, last_name) VALUES ('usr_behind', 'B') RETURNING id`).Scan(&behindID); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Pool.QueryRow(ctx, `UPDATE outbox SET next_attempt_at = $1::timestamptz - interval '1 minute' WHERE lead_id = $2 RETURNING next_attempt_at`, mark, behindID).Scan(&behind); err != nil {
+		t.Fatal(err)
+	}
+	seed(t, db, 5) // due now: the blocked claim takes these and would raise the mark past them
+
+	holder, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(ctx)
+	if _, err := holder.Exec(ctx, `LOCK TABLE outbox IN SHARE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		evs, err := s.Claim(ctx, "relay", 500, time.Minute)
+		done <- result{len(evs), err}
+	}()
+	waitBlocked := time.Now().Add(time.Minute)
+	for {
+		var waiting int
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'outbox'::regclass`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(waitBlocked) {
+			t.Fatal("the claim never waited for the lock")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if lowered, err := s.RecheckMark(ctx); err != nil || !lowered {
+		t.Fatalf("RecheckMark while the claim runs: lowered %v, %v", lowered, err)
+	}
+	if err := holder.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.err != nil || r.n != 5 {
+		t.Fatalf("the blocked claim: %d rows, %v; want the 5 due rows", r.n, r.err)
+	}
+	if m := s.LowWaterMark(); m.After(behind) {
+		t.Fatalf("mark %s after the claim returned: raised past the row the re-check found (due %s)", m, behind)
+	}
+	evs, err := s.Claim(ctx, "relay", 500, time.Minute)
+	if err != nil || len(evs) != 1 || evs[0].UserID != "usr_behind" {
+		t.Fatalf("next claim: %d rows, %v; want the row behind the old mark", len(evs), err)
+	}
+}
+
+// TestDropMarkMakesTheNextClaimReadFromTheFront: after DropMark a row far
+// behind the old mark is claimed at once.
+func TestDropMarkMakesTheNextClaimReadFromTheFront(t *testing.T) {
+	db := testdb.New(t)
+	s := outbox.New(db.Pool)
+	s.MarkLag = 0
+	seed(t, db, 3)
+	if evs, err := s.Claim(ctx, "relay", 500, time.Minute); err != nil || len(evs) != 3 {
+		t.Fatalf("claim: %d rows, %v", len(evs), err)
+	}
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO leads (owner_id, last_name) VALUES ('usr_behind', 'B')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `UPDATE outbox SET next_attempt_at = $1::timestamptz - interval '1 hour' WHERE user_id = 'usr_behind'`, s.LowWaterMark()); err != nil {
+		t.Fatal(err)
+	}
+	if evs, err := s.Claim(ctx, "relay", 500, time.Minute); err != nil || len(evs) != 0 {
+		t.Fatalf("claim with the mark: %d rows, %v; want none", len(evs), err)
+	}
+	s.DropMark()
+	if !s.LowWaterMark().IsZero() {
+		t.Fatal("DropMark left a mark")
+	}
+	if evs, err := s.Claim(ctx, "relay", 500, time.Minute); err != nil || len(evs) != 1 || evs[0].UserID != "usr_behind" {
+		t.Fatalf("claim after DropMark: %d rows, %v; want the row behind the old mark", len(evs), err)
+	}
+}

@@ -119,6 +119,11 @@ type Store struct {
 	mu     sync.Mutex
 	cursor string    // last user served by a fair pass; "" = start over
 	mark   time.Time // low-water mark of next_attempt_at; zero = none
+	// markGen counts the times the mark was lowered or dropped (RecheckMark,
+	// DropMark, Release). A claim raises the mark only if markGen did not
+	// change while it ran: otherwise it would undo a lowering it never saw,
+	// and the row the re-check found would wait for another re-check.
+	markGen uint64
 }
 
 // New returns a Store on pool.
@@ -199,7 +204,21 @@ func (s *Store) RecheckMark(ctx context.Context) (lowered bool, err error) {
 		return false, nil // reset or already lowered meanwhile
 	}
 	s.mark = behind
+	s.markGen++
 	return true, nil
+}
+
+// DropMark forgets the low-water mark: the next claim reads the pending
+// indexes from the front, finding every due row however far behind the
+// mark it was. The relay's Rechecker calls it when the re-check keeps
+// failing (e.g. a statement_timeout shorter than the re-check takes while a
+// long transaction holds the xmin horizon), so that no row stays behind
+// the mark for want of a re-check.
+func (s *Store) DropMark() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mark = time.Time{}
+	s.markGen++
 }
 
 // Claim takes up to limit due pending events for relayID, marking them
@@ -216,6 +235,7 @@ func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time
 		m := s.mark
 		mark = &m
 	}
+	gen := s.markGen
 	s.mu.Unlock()
 	leaseFrom := time.Now()
 	rows, err := s.q.Claim(ctx, dbsqlc.ClaimParams{
@@ -273,7 +293,7 @@ func (s *Store) Claim(ctx context.Context, relayID string, limit int, lease time
 		// than any row taken.
 		oldestFill = newestDue
 	}
-	if !oldestFill.IsZero() && oldestFill.Add(-s.MarkLag).After(s.mark) {
+	if gen == s.markGen && !oldestFill.IsZero() && oldestFill.Add(-s.MarkLag).After(s.mark) {
 		s.mark = oldestFill.Add(-s.MarkLag)
 	}
 	s.mu.Unlock()
@@ -339,6 +359,7 @@ func (s *Store) Release(ctx context.Context, relayID string, held []Held) (int64
 	// low-water mark: the next claim looks from the front.
 	s.mu.Lock()
 	s.mark = time.Time{}
+	s.markGen++
 	s.mu.Unlock()
 	ids := make([]int64, len(held))
 	att := make([]int32, len(held))

@@ -64,7 +64,7 @@ func (s *Gauges) runOnce(ctx context.Context) error {
 	if err != nil {
 		if ctx.Err() == nil {
 			s.cfg.Metrics.DBErrors.WithLabelValues("gauges").Inc()
-			s.log.Debug("reading backlog gauges failed", slog.Any("error", err))
+			s.log.Warn("reading the backlog gauges failed; outbox_relay_pending_events and the other backlog gauges keep their last values", slog.Any("error", err))
 		}
 		return err
 	}

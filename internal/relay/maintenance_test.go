@@ -281,3 +281,44 @@ func TestRecheckerAlone(t *testing.T) {
 		t.Fatalf("claim after the re-check: %d rows, %v; want the row behind the mark", len(evs), err)
 	}
 }
+
+// TestRecheckerDropsTheMarkWhenTheRecheckKeepsFailing: while every re-check
+// fails (here: held up by an exclusive lock past the store's statement
+// timeout; in production a statement_timeout shorter than a re-check
+// walking a held horizon's dead entries), the rechecker drops the mark after
+// a few failures, so the next claim reads from the front instead of leaving
+// rows behind the mark.
+func TestRecheckerDropsTheMarkWhenTheRecheckKeepsFailing(t *testing.T) {
+	db := testdb.New(t)
+	ctx := context.Background()
+	store := outbox.New(db.Pool)
+	store.MarkLag = 0
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO leads (owner_id, last_name) SELECT 'usr_' || (g % 3), 'L' || g FROM generate_series(1, 5) g`); err != nil {
+		t.Fatal(err)
+	}
+	if evs, err := store.Claim(ctx, "relay", 500, time.Minute); err != nil || len(evs) != 5 {
+		t.Fatalf("claim: %d rows, %v", len(evs), err)
+	}
+	if store.LowWaterMark().IsZero() {
+		t.Fatal("no low-water mark after a claim")
+	}
+	holder, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(ctx)
+	if _, err := holder.Exec(ctx, `LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	store.Timeout = 50 * time.Millisecond
+	m := relay.NewMetrics(nil)
+	s := relay.NewRechecker(store, relay.RecheckerConfig{Interval: 10 * time.Millisecond, Metrics: m}, nil)
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	waitFor(t, "the rechecker drops the mark", func() bool { return store.LowWaterMark().IsZero() })
+	if n := promtest.ToFloat64(m.DBErrors.WithLabelValues("recheck_mark")); n < 3 {
+		t.Errorf("db_errors_total{op=recheck_mark} = %v, want at least 3 failures counted", n)
+	}
+}

@@ -29,9 +29,10 @@ type RecheckerConfig struct {
 // that takes d waits at least 50 × d, at most 10 × Interval).
 type Rechecker struct {
 	startstop.Base
-	cfg   RecheckerConfig
-	store *outbox.Store
-	log   *slog.Logger
+	cfg      RecheckerConfig
+	store    *outbox.Store
+	log      *slog.Logger
+	failures int // re-checks failed in a row (one goroutine uses it)
 }
 
 // NewRechecker returns a rechecker for store, not started. log may be nil.
@@ -61,16 +62,34 @@ func (s *Rechecker) Start(ctx context.Context) error {
 	return nil
 }
 
-// runOnce re-checks once.
+// recheckFailuresBeforeDrop is how many re-checks in a row may fail before
+// the rechecker drops the low-water mark.
+const recheckFailuresBeforeDrop = 3
+
+// runOnce re-checks once. After recheckFailuresBeforeDrop failures in a row
+// (a statement_timeout shorter than the re-check takes while a long
+// transaction holds the xmin horizon, a database outage) it drops the mark
+// (outbox.Store.DropMark): the next claim reads from the front and finds
+// every due row, at the cost the mark was saving, rather than leave rows
+// behind the mark for want of a re-check.
 func (s *Rechecker) runOnce(ctx context.Context) {
 	lowered, err := s.store.RecheckMark(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
+			s.failures++
 			s.cfg.Metrics.DBErrors.WithLabelValues("recheck_mark").Inc()
-			s.log.Debug("re-checking the low-water mark failed", slog.Any("error", err))
+			if s.failures >= recheckFailuresBeforeDrop {
+				s.store.DropMark()
+				s.failures = 0
+				s.log.Warn("re-checking the low-water mark keeps failing; dropped the mark, the next claim reads the pending events from the front",
+					slog.Int("failures", recheckFailuresBeforeDrop), slog.Any("error", err))
+			} else {
+				s.log.Warn("re-checking the low-water mark failed", slog.Any("error", err))
+			}
 		}
 		return
 	}
+	s.failures = 0
 	if lowered {
 		s.log.Debug("a due pending row was behind the low-water mark; the next claim starts from it")
 	}
