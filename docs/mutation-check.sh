@@ -107,3 +107,5 @@ mutate "the mark kept while the re-check keeps failing" internal/relay/rechecker
 mutate "purge ignores a key's event being written" sql/queries/purge_dead.sql \
   "         AND pg_try_advisory_xact_lock(1869967988, hashtext(outbox.ordering_key)))" "         )" \
   ./internal/operator TestPurgeKeepsADeadHeadWhileItsKeysNextEventIsBeingWritten
+mutate "relay sessions allow sequential scans" internal/relayrun/pool.go \
+  "NoSeqScan: true," "NoSeqScan: false," ./internal/relayrun TestCachedGenericPlansNeverScanTheOutbox

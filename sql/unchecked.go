@@ -23,6 +23,20 @@ import (
 // compile it.
 const SetJITOff = "SET jit = off"
 
+// SetSeqScanOff makes the planner avoid sequential scans for the session
+// (a scan with no index left is still allowed, at a penalty). The relay runs
+// it on every new connection of its pool (pgutil.NewPool NoSeqScan, unless
+// DATABASE_URL sets enable_seqscan): pgx prepares the relay's statements,
+// and after five runs PostgreSQL may keep a generic plan for good. Built
+// while the outbox is empty or tiny (a fresh install), that plan reads the
+// outbox sequentially, the cheapest way then, and keeps doing so as the
+// outbox grows to millions of rows until something invalidates it (an
+// ANALYZE or VACUUM of the table): measured, a claim of 500 at 40,000 rows
+// took 540 ms with such a cached plan and 1.7 ms replanned
+// (docs/BENCHMARKS.md, "Generic plans built on an empty outbox"). Every
+// relay statement is meant to use an index (internal/outbox plan tests).
+const SetSeqScanOff = "SET enable_seqscan = off"
+
 // SetLockTimeout sets the session's lock_timeout to d, in whole
 // milliseconds (pgutil.NewPool, RELAY_LOCK_TIMEOUT): a statement waiting
 // longer than that for a lock fails instead of queueing behind, say, a

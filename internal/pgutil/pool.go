@@ -32,6 +32,9 @@ type PoolOptions struct {
 	LockTimeout time.Duration
 	// NoJIT SETs jit = off unless the connection string sets jit.
 	NoJIT bool
+	// NoSeqScan SETs enable_seqscan = off unless the connection string sets
+	// enable_seqscan: see sqlfiles.SetSeqScanOff.
+	NoSeqScan bool
 }
 
 // NewPool creates a pool on connString that survives failover:
@@ -41,7 +44,7 @@ type PoolOptions struct {
 //     reset per second);
 //   - connections that died (server shutdown, crash, terminated backend)
 //     are already dropped by pgxpool when released;
-//   - Writable, LockTimeout and NoJIT as documented on PoolOptions.
+//   - Writable, LockTimeout, NoJIT and NoSeqScan as documented on PoolOptions.
 //
 // It does not connect; ping the pool to check the database.
 func NewPool(ctx context.Context, connString string, o PoolOptions) (*pgxpool.Pool, error) {
@@ -60,6 +63,9 @@ func NewPool(ctx context.Context, connString string, o PoolOptions) (*pgxpool.Po
 	var sets []string
 	if _, set := pc.ConnConfig.RuntimeParams["jit"]; o.NoJIT && !set {
 		sets = append(sets, sqlfiles.SetJITOff)
+	}
+	if _, set := pc.ConnConfig.RuntimeParams["enable_seqscan"]; o.NoSeqScan && !set {
+		sets = append(sets, sqlfiles.SetSeqScanOff)
 	}
 	if _, set := pc.ConnConfig.RuntimeParams["lock_timeout"]; o.LockTimeout > 0 && !set {
 		sets = append(sets, sqlfiles.SetLockTimeout(o.LockTimeout))

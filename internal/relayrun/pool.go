@@ -61,7 +61,9 @@ func OpenPoolWaiting(ctx context.Context, cfg config.Config, maxConns int32, log
 		log = slog.New(slog.DiscardHandler)
 	}
 	deadline := time.Now().Add(cfg.StartupTimeout)
-	o := pgutil.PoolOptions{MaxConns: maxConns, NoJIT: true, Writable: true, LockTimeout: cfg.LockTimeout}
+	// NoSeqScan: a generic plan cached while the outbox is empty must not
+	// read it sequentially forever after (sqlfiles.SetSeqScanOff).
+	o := pgutil.PoolOptions{MaxConns: maxConns, NoJIT: true, NoSeqScan: true, Writable: true, LockTimeout: cfg.LockTimeout}
 	for attempt := int32(1); ; attempt++ {
 		pool, err := openPoolWith(ctx, cfg, o)
 		delay := backoff.Jittered(attempt, 250*time.Millisecond, 5*time.Second)
