@@ -241,12 +241,10 @@ func TestPromoterAlone(t *testing.T) {
 	}
 }
 
-// TestRecheckerAlone: a due pending row behind the store's low-water mark
-// (here: one whose next_attempt_at is set back after the mark moved past it,
-// as a claim of another relay that rolled back leaves it) is found by the
-// rechecker, which lowers the mark, and the next claim takes it.
-func TestRecheckerAlone(t *testing.T) {
-	db := testdb.New(t)
+// storeWithMark returns a store (no mark lag) that has claimed 5 fresh
+// events, and the low-water mark that claim set.
+func storeWithMark(t *testing.T, db *testdb.Database) (*outbox.Store, time.Time) {
+	t.Helper()
 	ctx := context.Background()
 	store := outbox.New(db.Pool)
 	store.MarkLag = 0
@@ -260,6 +258,17 @@ func TestRecheckerAlone(t *testing.T) {
 	if mark.IsZero() {
 		t.Fatal("no low-water mark after a claim")
 	}
+	return store, mark
+}
+
+// TestRecheckerAlone: a due pending row behind the store's low-water mark
+// (here: one whose next_attempt_at is set back after the mark moved past it,
+// as a claim of another relay that rolled back leaves it) is found by the
+// rechecker, which lowers the mark, and the next claim takes it.
+func TestRecheckerAlone(t *testing.T) {
+	db := testdb.New(t)
+	ctx := context.Background()
+	store, mark := storeWithMark(t, db)
 	var behind int64
 	if err := db.Pool.QueryRow(ctx, `INSERT INTO leads (owner_id, last_name) VALUES ('usr_behind', 'B') RETURNING id`).Scan(&behind); err != nil {
 		t.Fatal(err)
@@ -291,17 +300,7 @@ func TestRecheckerAlone(t *testing.T) {
 func TestRecheckerDropsTheMarkWhenTheRecheckKeepsFailing(t *testing.T) {
 	db := testdb.New(t)
 	ctx := context.Background()
-	store := outbox.New(db.Pool)
-	store.MarkLag = 0
-	if _, err := db.Pool.Exec(ctx, `INSERT INTO leads (owner_id, last_name) SELECT 'usr_' || (g % 3), 'L' || g FROM generate_series(1, 5) g`); err != nil {
-		t.Fatal(err)
-	}
-	if evs, err := store.Claim(ctx, "relay", 500, time.Minute); err != nil || len(evs) != 5 {
-		t.Fatalf("claim: %d rows, %v", len(evs), err)
-	}
-	if store.LowWaterMark().IsZero() {
-		t.Fatal("no low-water mark after a claim")
-	}
+	store, _ := storeWithMark(t, db)
 	holder, err := db.Pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
